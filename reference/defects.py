@@ -1,0 +1,164 @@
+"""The defect catalogue: every switch that makes the reference deployment break a requirement.
+
+`requirements` are the IDs the defect must make fail (or warn, for a SHOULD). `masks` are IDs
+whose checks may lose their precondition under the defect and end as `error` or `skipped`
+(never `failed`, never a changed pass): e.g. without discoverable metadata nothing that needs
+the metadata can be judged. `"*"` masks every other requirement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Defect:
+    name: str
+    requirements: tuple[str, ...]
+    description: str
+    masks: tuple[str, ...] = ()
+
+
+_D = Defect
+
+_ALL: tuple[Defect, ...] = (
+    # --- RFC 9728 protected resource metadata (MCP server) ---
+    _D("prm-not-discoverable", ("PRM-DISCOVERABLE",),
+       "The MCP server serves no protected resource metadata and names none in its challenge.",
+       masks=("*",)),
+    _D("prm-root-well-known-only", ("PRM-WELLKNOWN-PATH-INSERTION",),
+       "Metadata is served only at the root well-known URL, not at the path-inserted one."),
+    _D("prm-wrong-content-type", ("PRM-RESPONSE-FORMAT",),
+       "Metadata is served as text/plain and carries a null member."),
+    _D("prm-resource-trailing-slash", ("PRM-RESOURCE-EQUALS-ID",),
+       "The metadata `resource` has a trailing slash the MCP URL does not have."),
+    _D("prm-resource-has-fragment", ("PRM-RESOURCE-FIELD", "PRM-RESOURCE-EQUALS-ID"),
+       "The metadata `resource` carries a fragment."),
+    _D("prm-no-authorization-servers", ("PRM-AUTHZ-SERVERS",),
+       "The metadata omits `authorization_servers`."),
+    _D("prm-lists-unresolvable-as", ("PRM-AUTHZ-SERVERS-RESOLVE",),
+       "The metadata lists a second authorization server that serves no metadata."),
+    _D("prm-no-scopes-supported", ("PRM-SCOPES-SUPPORTED",),
+       "The metadata omits `scopes_supported`."),
+    # --- RFC 6750 / MCP challenges (MCP server) ---
+    _D("rs-401-without-challenge", ("RS-401-WWW-AUTHENTICATE",),
+       "A request without a token gets 401 with no WWW-Authenticate header."),
+    _D("rs-challenge-without-resource-metadata", ("RS-401-RESOURCE-METADATA",),
+       "The 401 challenge omits `resource_metadata`."),
+    _D("rs-challenge-without-scope", ("RS-401-SCOPE-HINT",),
+       "The 401 challenge omits `scope`."),
+    _D("rs-accepts-missing-token", ("RS-MISSING-TOKEN-401",),
+       "tools/list is answered without any access token.",
+       masks=("RS-401-WWW-AUTHENTICATE", "RS-401-RESOURCE-METADATA", "RS-401-SCOPE-HINT")),
+    _D("rs-malformed-token-crash", ("RS-MALFORMED-TOKEN-401",),
+       "A token that is not a JWT makes the MCP server answer 500."),
+    _D("rs-ignores-expiry", ("RS-EXPIRED-TOKEN-401",),
+       "The MCP server does not check `exp` or `nbf`."),
+    _D("rs-ignores-audience", ("RS-WRONG-AUDIENCE-401",),
+       "The MCP server accepts tokens for any audience."),
+    _D("rs-trusts-token-issuer", ("RS-WRONG-ISSUER-401",),
+       "The MCP server fetches verification keys from whatever issuer the token names."),
+    _D("rs-accepts-alg-none", ("RS-ALG-NONE-401",),
+       "The MCP server accepts unsigned (`alg: none`) tokens."),
+    _D("rs-skips-signature-check", ("RS-TAMPERED-TOKEN-401",),
+       "The MCP server decodes tokens without verifying their signature."),
+    _D("rs-ignores-typ", ("RS-TYP-AT-JWT",),
+       "The MCP server accepts JWTs that are not typed `at+jwt`."),
+    _D("rs-no-scope-check", ("RS-INSUFFICIENT-SCOPE-403",),
+       "The privileged tool runs for a token without the privileged scope."),
+    _D("rs-accepts-query-token", ("RS-QUERY-TOKEN-IGNORED",),
+       "The MCP server takes an access token from the `access_token` query parameter."),
+    _D("rs-scheme-case-sensitive", ("RS-SCHEME-CASE-INSENSITIVE",),
+       "The MCP server accepts only the exact spelling `Bearer`."),
+    _D("rs-session-authenticates", ("RS-AUTH-EVERY-REQUEST",),
+       "A request with a known Mcp-Session-Id is served without an access token."),
+    # --- RFC 8414 authorization server metadata ---
+    _D("as-metadata-missing", ("ASM-DISCOVERY-AVAILABLE",),
+       "The authorization server serves no metadata at any well-known URL.",
+       masks=("*",)),
+    _D("as-metadata-issuer-mismatch", ("ASM-ISSUER-IDENTICAL", "PRM-AUTHZ-SERVERS-RESOLVE"),
+       "The metadata `issuer` has a trailing slash the issuer identifier does not have."),
+    _D("as-metadata-missing-response-types", ("ASM-REQUIRED-FIELDS",),
+       "The metadata omits `response_types_supported`."),
+    _D("as-metadata-no-pkce-methods", ("ASM-PKCE-S256-ADVERTISED",),
+       "The metadata omits `code_challenge_methods_supported`."),
+    _D("as-metadata-legacy-grants", ("ASM-NO-LEGACY-GRANTS",),
+       "The metadata advertises the implicit and password grants."),
+    _D("as-metadata-registration-hidden", ("ASM-REGISTRATION-ADVERTISED",),
+       "Dynamic registration works but `registration_endpoint` is not advertised."),
+    _D("as-metadata-iss-flag-missing", ("ASM-ISS-PARAM-ADVERTISED",),
+       "`iss` is sent in authorization responses but the metadata flag is absent."),
+    _D("as-metadata-no-jwks-uri", ("ASM-JWKS-URI",),
+       "The metadata omits `jwks_uri` although access tokens are signed JWTs.",
+       masks=("JWTAT-HEADER",)),
+    # --- authorization endpoint (OAuth 2.1 section 4.1, RFC 7636, RFC 9207, RFC 8707) ---
+    _D("authz-pkce-optional", ("AUTHZ-PKCE-REQUIRED",),
+       "Authorization requests without `code_challenge` are accepted."),
+    _D("authz-unknown-challenge-method", ("AUTHZ-PKCE-METHOD-UNSUPPORTED",),
+       "An unknown `code_challenge_method` is accepted."),
+    _D("authz-pkce-plain-accepted", ("AUTHZ-PKCE-PLAIN",),
+       "`code_challenge_method=plain` is accepted."),
+    _D("authz-redirect-prefix-match", ("AUTHZ-REDIRECT-EXACT-MATCH",),
+       "A redirect URI is accepted when a registered URI is a prefix of it."),
+    _D("authz-redirects-to-unregistered-uri", ("AUTHZ-BAD-REDIRECT-NO-REDIRECT",),
+       "An error for an unregistered redirect URI is sent by redirect to that URI."),
+    _D("authz-loopback-port-strict", ("AUTHZ-LOOPBACK-PORT",),
+       "A loopback redirect URI must match the registered port."),
+    _D("authz-state-dropped-on-error", ("AUTHZ-STATE-ECHO",),
+       "Error redirects do not carry `state`."),
+    _D("authz-no-iss", ("AUTHZ-ISS-PARAM", "ASM-ISS-PARAM-ADVERTISED"),
+       "Authorization responses omit `iss` although the metadata flag says it is sent."),
+    _D("authz-error-as-json", ("AUTHZ-ERROR-REDIRECT",),
+       "Authorization request errors are returned as a JSON body instead of a redirect.",
+       masks=("AUTHZ-STATE-ECHO", "AUTHZ-PKCE-METHOD-UNSUPPORTED", "AUTHZ-NO-IMPLICIT")),
+    _D("authz-implicit-enabled", ("AUTHZ-NO-IMPLICIT",),
+       "`response_type=token` returns an access token in the redirect."),
+    _D("authz-duplicate-params-accepted", ("AUTHZ-DUPLICATE-PARAMS",),
+       "A repeated authorization parameter is accepted (the first value wins)."),
+    _D("authz-resource-not-validated", ("AUTHZ-RESOURCE-PARAM",),
+       "A `resource` with a fragment or for an unknown server is accepted."),
+    # --- token endpoint (OAuth 2.1 section 3.2, 4.1.3) ---
+    _D("token-pkce-not-verified", ("TOKEN-PKCE-VERIFY",),
+       "The token endpoint does not check `code_verifier`."),
+    _D("token-code-reusable", ("TOKEN-CODE-SINGLE-USE", "TOKEN-CODE-REUSE-REVOCATION"),
+       "An authorization code can be redeemed more than once."),
+    _D("token-code-reuse-keeps-tokens", ("TOKEN-CODE-REUSE-REVOCATION",),
+       "A replayed code is refused, but the tokens issued from it stay valid."),
+    _D("token-code-not-bound-to-client", ("TOKEN-CODE-BOUND-CLIENT",),
+       "A code can be redeemed by a client other than the one it was issued to."),
+    _D("token-redirect-uri-not-checked", ("TOKEN-REDIRECT-URI",),
+       "A `redirect_uri` sent to the token endpoint is not compared with the authorization request's."),
+    _D("token-password-grant-enabled", ("TOKEN-NO-PASSWORD-GRANT",),
+       "The resource owner password credentials grant issues tokens."),
+    _D("token-audience-ignores-resource", ("TOKEN-RESOURCE-AUDIENCE",),
+       "Access tokens carry the issuer as audience, whatever `resource` was requested.",
+       masks=("RS-WRONG-AUDIENCE-401",)),
+    _D("token-invalid-target-wrong-code", ("TOKEN-RESOURCE-INVALID-TARGET",),
+       "A token request for a resource outside the grant fails with `invalid_request`."),
+    _D("token-scope-escalation", ("TOKEN-SCOPE-HANDLING",),
+       "Unknown requested scopes are copied into the token."),
+    _D("token-response-missing-token-type", ("TOKEN-RESPONSE-FIELDS",),
+       "Successful token responses omit `token_type`."),
+    _D("token-response-cacheable", ("TOKEN-RESPONSE-NO-STORE",),
+       "Token responses carry no `Cache-Control: no-store`."),
+    _D("token-error-not-json", ("TOKEN-ERROR-FORMAT",),
+       "Token endpoint errors are plain text with status 500."),
+    _D("token-confidential-client-unauthenticated", ("TOKEN-CLIENT-AUTH",),
+       "A confidential client can redeem a code with its `client_id` alone."),
+    # --- RFC 7591 dynamic client registration ---
+    _D("dcr-returns-200", ("DCR-REGISTER-201",),
+       "Successful registrations answer 200 instead of 201."),
+    _D("dcr-accepts-any-redirect", ("DCR-INVALID-REDIRECT-URI",),
+       "Registration accepts non-https, non-loopback, relative and fragment redirect URIs."),
+    _D("dcr-accepts-unsafe-metadata", ("DCR-INVALID-CLIENT-METADATA",),
+       "Registration accepts and echoes the password grant and unknown auth methods."),
+    # --- RFC 9068 JWT access tokens ---
+    _D("jwt-typ-plain-jwt", ("JWTAT-HEADER", "RS-TYP-AT-JWT"),
+       "Access tokens are typed `JWT` and the MCP server accepts that type."),
+    _D("jwt-missing-client-id", ("JWTAT-CLAIMS",),
+       "Access tokens carry no `client_id` claim."),
+    _D("at-long-lived", ("AT-SHORT-LIVED",),
+       "Access tokens live for a day."),
+)
+
+DEFECTS: dict[str, Defect] = {d.name: d for d in _ALL}
