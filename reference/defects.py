@@ -64,7 +64,7 @@ _ALL: tuple[Defect, ...] = (
        "The MCP server decodes tokens without verifying their signature."),
     _D("rs-ignores-typ", ("RS-TYP-AT-JWT",),
        "The MCP server accepts JWTs that are not typed `at+jwt`."),
-    _D("rs-no-scope-check", ("RS-INSUFFICIENT-SCOPE-403",),
+    _D("rs-no-scope-check", ("RS-SCOPE-ENFORCED", "RS-INSUFFICIENT-SCOPE-403"),
        "The privileged tool runs for a token without the privileged scope."),
     _D("rs-accepts-query-token", ("RS-QUERY-TOKEN-IGNORED",),
        "The MCP server takes an access token from the `access_token` query parameter."),

@@ -1,0 +1,110 @@
+"""Reports of a certification run: results.json is the source, the other formats derive from it.
+
+A requirement's outcome combines every check that proves it (the worst observation wins) and
+takes its level from the profile being certified, so one run yields a verdict per profile.
+A profile is conformant when none of its requirements failed or could not be judged, and every
+one of them was exercised.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from conformance.catalogue import load_catalogue
+from conformance.settings import RunSettings
+from conformance.verdict import Status, outcome_for, worst_status
+
+OUTCOMES = ("passed", "failed", "warning", "skipped", "error", "not_run")
+
+
+def results_schema() -> dict[str, Any]:
+    text = resources.files("reports.schemas").joinpath("results.schema.json").read_text("utf-8")
+    return json.loads(text)
+
+
+def _suite_version() -> str:
+    try:
+        return metadata.version("mcp-auth-conformance")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "0+unknown"
+
+
+def requirement_status(records: list[dict[str, Any]], rid: str) -> Status | None:
+    statuses = [Status(r["statuses"][rid]) for r in records if rid in r["statuses"]]
+    return worst_status(statuses) if statuses else None
+
+
+def build_results(records: list[dict[str, Any]], settings: RunSettings) -> dict[str, Any]:
+    from profiles import load_profiles
+
+    catalogue = load_catalogue()
+    records = sorted(records, key=lambda r: r["id"])
+    by_requirement: dict[str, list[str]] = {}
+    for record in records:
+        for rid in record["requirements"]:
+            by_requirement.setdefault(rid, []).append(record["id"])
+    profiles = []
+    for name in settings.profiles:
+        profile = load_profiles()[name]
+        rows = []
+        for rid in profile.requirements:
+            status = requirement_status(records, rid)
+            level = profile.level_of(rid)
+            outcome = "not_run" if status is None else outcome_for(status, level).value
+            rows.append({"id": rid, "level": level, "outcome": outcome,
+                         "checks": by_requirement.get(rid, [])})
+        counts = {o: sum(1 for row in rows if row["outcome"] == o) for o in OUTCOMES}
+        profiles.append({
+            "name": profile.name,
+            "title": profile.title,
+            "conformant": counts["failed"] == 0 and counts["error"] == 0 and counts["not_run"] == 0,
+            "complete": counts["not_run"] == 0,
+            "counts": counts,
+            "requirements": rows,
+        })
+    requirements = []
+    for rid, requirement in catalogue.items():
+        status = requirement_status(records, rid)
+        reasons = [f["message"] for r in records for f in r["findings"]
+                   if f["requirement"] == rid and not f["satisfied"]]
+        requirements.append({
+            "id": rid,
+            "level": requirement.level,
+            "component": requirement.component,
+            "title": requirement.title,
+            "summary": requirement.summary,
+            "note": requirement.note,
+            "versions": list(requirement.versions),
+            "refs": [{"spec": r.spec, "section": r.section, "url": r.url} for r in requirement.refs],
+            "outcome": "not_run" if status is None else outcome_for(status, requirement.level).value,
+            "reasons": reasons,
+        })
+    results = {
+        "schema_version": 1,
+        "suite": {"name": "mcp-auth-conformance", "version": _suite_version()},
+        "target": {
+            "url": settings.target,
+            "embedded": settings.embedded,
+            "defects": sorted(settings.defects),
+        },
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "profiles": profiles,
+        "requirements": requirements,
+        "checks": records,
+    }
+    jsonschema.validate(results, results_schema())
+    return results
+
+
+def write_reports(results: dict[str, Any], directory: Path) -> None:
+    from reports.markdown import render_summary
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "results.json").write_text(json.dumps(results, indent=1) + "\n", "utf-8")
+    (directory / "summary.md").write_text(render_summary(results), "utf-8")

@@ -1,0 +1,149 @@
+"""The target configuration: what cannot be discovered about a deployment.
+
+A TOML file (`--target-config`), validated by `schemas/target-config.schema.json`, with
+`${ENV}` references so secrets stay out of files. Every mistake becomes one `ConfigError`
+line that names the key to fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from conformance.errors import ConfigError
+
+DEFAULT_REDIRECT_URI = "http://127.0.0.1:8765/callback"
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class UserCredentials:
+    name: str
+    username: str
+    password: str
+
+
+@dataclass(frozen=True)
+class ClientCredentials:
+    client_id: str
+    client_secret: str | None = None
+    auth_method: str = "none"
+    redirect_uris: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    mcp_url: str | None = None
+    authorization_server: str | None = None
+    second_resource: str | None = None
+    protocol_version: str = "2025-11-25"
+    allowed_hosts: tuple[str, ...] = ()
+    basic_scope: str | None = None
+    privileged_scope: str | None = None
+    privileged_tool: str | None = None
+    registration: str = "dcr"
+    registration_endpoint: str | None = None
+    initial_access_token: str | None = None
+    redirect_uri: str = DEFAULT_REDIRECT_URI
+    preregistered: dict[str, ClientCredentials] = field(default_factory=dict)
+    login_driver: str = "form"
+    username_field: str = "username"
+    password_field: str = "password"
+    login_max_steps: int = 12
+    users: tuple[UserCredentials, ...] = ()
+    token_signer: str | None = None
+
+    def user(self, name: str) -> UserCredentials | None:
+        return next((u for u in self.users if u.name == name), None)
+
+
+def _schema() -> dict[str, Any]:
+    text = resources.files("conformance.schemas").joinpath("target-config.schema.json")
+    return json.loads(text.read_text("utf-8"))
+
+
+def _expand(value: Any, path: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand(v, f"{path}.{k}" if path else k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str):
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ConfigError(f"target config: {path} uses ${{{name}}}, which is not set")
+            return os.environ[name]
+
+        return _ENV.sub(replace, value)
+    return value
+
+
+def _error_line(error: jsonschema.ValidationError) -> str:
+    where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        allowed = ", ".join(sorted(error.schema.get("properties", {})))
+        return f"unknown key {where + '.' if where != '(top level)' else ''}{extra[0]} (allowed: {allowed})"
+    return f"{where}: {error.message}"
+
+
+def parse_config(data: dict[str, Any], source: str = "target config") -> TargetConfig:
+    errors = sorted(jsonschema.Draft202012Validator(_schema()).iter_errors(data), key=str)
+    if errors:
+        raise ConfigError(f"{source}: {_error_line(errors[0])}")
+    data = _expand(data, "")
+    target, scopes = data.get("target", {}), data.get("scopes", {})
+    client, login = data.get("client", {}), data.get("login", {})
+    preregistered = {
+        role: ClientCredentials(
+            client_id=c["client_id"],
+            client_secret=c.get("client_secret"),
+            auth_method=c.get("auth_method", "client_secret_basic" if c.get("client_secret") else "none"),
+            redirect_uris=tuple(c.get("redirect_uris", ())),
+        )
+        for role, c in client.items()
+        if role in ("public", "confidential", "second_public")
+    }
+    registration = client.get("registration", "preregistered" if preregistered else "dcr")
+    if registration == "preregistered" and "public" not in preregistered:
+        raise ConfigError(f"{source}: client.registration is 'preregistered' but client.public is missing")
+    return TargetConfig(
+        mcp_url=target.get("mcp_url"),
+        authorization_server=target.get("authorization_server"),
+        second_resource=target.get("second_resource"),
+        protocol_version=target.get("protocol_version", "2025-11-25"),
+        allowed_hosts=tuple(target.get("allowed_hosts", ())),
+        basic_scope=scopes.get("basic"),
+        privileged_scope=scopes.get("privileged"),
+        privileged_tool=scopes.get("privileged_tool"),
+        registration=registration,
+        registration_endpoint=client.get("registration_endpoint"),
+        initial_access_token=client.get("initial_access_token"),
+        redirect_uri=client.get("redirect_uri", DEFAULT_REDIRECT_URI),
+        preregistered=preregistered,
+        login_driver=login.get("driver", "form"),
+        username_field=login.get("username_field", "username"),
+        password_field=login.get("password_field", "password"),
+        login_max_steps=login.get("max_steps", 12),
+        users=tuple(UserCredentials(**u) for u in data.get("users", ())),
+        token_signer=data.get("hooks", {}).get("token_signer"),
+    )
+
+
+def load_config(path: str | Path) -> TargetConfig:
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"--target-config {path}: no such file")
+    try:
+        data = tomllib.loads(file.read_text("utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"--target-config {path}: not valid TOML ({exc})") from None
+    return parse_config(data, source=str(path))

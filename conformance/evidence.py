@@ -1,0 +1,133 @@
+"""HTTP exchanges kept as evidence for a verdict, with every secret redacted.
+
+Two layers of redaction: structural (known secret-bearing headers, parameters and JSON
+members) and by value (every secret seen once is scrubbed wherever it appears again, e.g. a
+token echoed in an HTML page). JWTs keep their header and claims, which reviewers need to
+see, and lose their signature, without which they cannot be replayed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+MAX_BODY_CHARS = 4096
+
+SECRET_HEADERS = {"authorization", "cookie", "set-cookie", "proxy-authorization"}
+SECRET_FIELDS = {
+    "access_token", "refresh_token", "id_token", "code", "code_verifier", "client_secret",
+    "password", "token", "assertion", "client_assertion", "subject_token", "actor_token",
+    "registration_access_token", "initial_access_token", "device_code", "private_key", "d",
+}
+_JWT = re.compile(r"\b(eyJ[A-Za-z0-9_-]*)\.(eyJ[A-Za-z0-9_-]*|[A-Za-z0-9_-]*)\.([A-Za-z0-9_-]+)")
+_MIN_SCRUB_LEN = 8
+
+
+def fingerprint(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:8]
+
+
+def _mask(value: str) -> str:
+    match = _JWT.fullmatch(value)
+    if match:  # keep header and claims readable; without a signature it cannot be replayed
+        return f"{match.group(1)}.{match.group(2)}.<redacted-signature>"
+    return f"<redacted:{fingerprint(value)}>" if value else value
+
+
+class Redactor:
+    """Redacts secrets structurally and remembers them to scrub them anywhere later."""
+
+    def __init__(self) -> None:
+        self._secrets: set[str] = set()
+        self._lock = threading.Lock()
+
+    def remember(self, value: str | None) -> None:
+        if value and len(value) >= _MIN_SCRUB_LEN:
+            with self._lock:
+                self._secrets.add(value)
+
+    def secret(self, value: str) -> str:
+        self.remember(value)
+        return _mask(value)
+
+    def scrub(self, text: str) -> str:
+        with self._lock:
+            secrets = sorted(self._secrets, key=len, reverse=True)
+        for secret in secrets:
+            if secret in text:
+                text = text.replace(secret, _mask(secret))
+        return _JWT.sub(lambda m: f"{m.group(1)}.{m.group(2)}.<redacted-signature>", text)
+
+    def header(self, name: str, value: str) -> str:
+        if name.lower() not in SECRET_HEADERS:
+            return self.scrub(value)
+        scheme, _, credential = value.partition(" ")
+        if credential and name.lower().endswith("authorization"):
+            return f"{scheme} {self.secret(credential.strip())}"
+        return self.secret(value)
+
+    def url(self, url: str) -> str:
+        parts = urlsplit(url)
+        query = urlencode(self.pairs(parse_qsl(parts.query, keep_blank_values=True)))
+        fragment = parts.fragment
+        if "=" in fragment:
+            fragment = urlencode(self.pairs(parse_qsl(fragment, keep_blank_values=True)))
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, query, fragment))
+
+    def pairs(self, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        return [(k, self.secret(v) if k in SECRET_FIELDS else v) for k, v in pairs]
+
+    def json_value(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {
+                k: self.secret(v) if k in SECRET_FIELDS and isinstance(v, str)
+                else self.json_value(v)
+                for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [self.json_value(v) for v in value]
+        return value
+
+    def body(self, content: bytes, content_type: str) -> str | None:
+        if not content:
+            return None
+        text = content[: MAX_BODY_CHARS * 4].decode("utf-8", errors="replace")
+        if "json" in content_type:
+            try:
+                text = json.dumps(self.json_value(json.loads(text)), indent=1)
+            except ValueError:
+                pass
+        elif "x-www-form-urlencoded" in content_type:
+            text = urlencode(self.pairs(parse_qsl(text, keep_blank_values=True)))
+        text = self.scrub(text)
+        if len(text) > MAX_BODY_CHARS:
+            text = text[:MAX_BODY_CHARS] + f"... [{len(content)} bytes in all]"
+        return text
+
+
+@dataclass
+class Exchange:
+    """One HTTP request and its response (or the transport error that replaced it)."""
+
+    method: str
+    url: str
+    request_headers: dict[str, str]
+    request_body: str | None
+    status: int | None = None
+    response_headers: dict[str, str] = field(default_factory=dict)
+    response_body: str | None = None
+    error: str | None = None
+    elapsed_ms: float = 0.0
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        outcome = self.error or str(self.status)
+        return f"{self.method} {self.url} -> {outcome}"

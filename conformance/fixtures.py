@@ -1,0 +1,253 @@
+"""Session fixtures: the shared state of one certification run, built once per worker.
+
+A fixture that cannot be built raises `PreconditionFailed` (every dependent check ends as
+`error` with that cause) or skips (the feature is not offered), never a check failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from conformance import embedded
+from conformance.config import TargetConfig
+from conformance.discovery import AuthorizationServer, Discovery, discover, json_object
+from conformance.errors import PreconditionFailed
+from conformance.evidence import Redactor
+from conformance.flows import Flows, TokenSet
+from conformance.http import Http, HostScope, recording
+from conformance.oauth.clients import (
+    Client, client_from_registration, register, registration_metadata,
+)
+from conformance.oauth.jwt import SigningKey
+from conformance.servers import ServerThread, bind_loopback
+from conformance.settings import RUN_SETTINGS
+from conformance.verdict import Verdict
+
+
+@dataclass
+class Run:
+    config: TargetConfig
+    mcp_url: str
+    http: Http
+    redactor: Redactor
+    deployment: embedded.EmbeddedDeployment | None
+
+
+@pytest.fixture(scope="session")
+def run(pytestconfig: pytest.Config) -> Iterator[Run]:
+    settings = pytestconfig.stash[RUN_SETTINGS]
+    deployment = None
+    config = settings.config
+    if settings.embedded:
+        deployment = embedded.start(settings.defects)
+        config = deployment.config
+    mcp_url = settings.mcp_url or config.mcp_url
+    assert mcp_url
+    scope = HostScope()
+    for url in (mcp_url, config.authorization_server, config.second_resource,
+                config.token_signer, config.registration_endpoint):
+        if url:
+            scope.add_url(url)
+    scope.hosts.update(h.lower() for h in config.allowed_hosts)
+    redactor = Redactor()
+    for user in config.users:
+        redactor.remember(user.password)
+    for client in config.preregistered.values():
+        redactor.remember(client.client_secret)
+    redactor.remember(config.initial_access_token)
+    http = Http(scope, redactor)
+    try:
+        yield Run(config, mcp_url, http, redactor, deployment)
+    finally:
+        http.close()
+        if deployment:
+            deployment.stop()
+
+
+@pytest.fixture(scope="session")
+def discovery(run: Run) -> Discovery:
+    return discover(run.http, run.mcp_url, run.config.protocol_version,
+                    run.config.authorization_server)
+
+
+@pytest.fixture(scope="session")
+def resource_metadata(discovery: Discovery) -> dict[str, Any]:
+    if discovery.prm is None or discovery.prm.document is None:
+        raise PreconditionFailed("no protected resource metadata could be discovered")
+    return discovery.prm.document
+
+
+@pytest.fixture(scope="session")
+def authorization_server(discovery: Discovery) -> AuthorizationServer:
+    if discovery.authorization_server is None:
+        raise PreconditionFailed("no authorization server metadata could be discovered")
+    return discovery.authorization_server
+
+
+@pytest.fixture(scope="session")
+def basic_scope(run: Run, discovery: Discovery) -> str | None:
+    """The scope for ordinary use: configured, else the 401 challenge's hint."""
+    if run.config.basic_scope:
+        return run.config.basic_scope
+    for challenge in (discovery.challenge.challenges if discovery.challenge else []):
+        if challenge.get("scope"):
+            return challenge.get("scope")
+    return None
+
+
+@pytest.fixture(scope="session")
+def registration_endpoint(run: Run, authorization_server: AuthorizationServer) -> str | None:
+    return authorization_server.endpoint("registration_endpoint") or run.config.registration_endpoint
+
+
+@dataclass
+class Clients:
+    public: Client
+    second_public: Client
+    confidential: Client | None
+
+
+def _register_client(run: Run, endpoint: str, redirect_uris: list[str], auth_method: str,
+                     role: str) -> Client:
+    metadata = registration_metadata(redirect_uris, auth_method)
+    response = register(run.http, endpoint, metadata, run.config.initial_access_token,
+                        note=f"register {role} test client")
+    body = json_object(response)
+    if response.status_code not in (200, 201) or not body or "client_id" not in body:
+        raise PreconditionFailed(f"registering the {role} test client failed: {response.status_code}")
+    run.redactor.remember(body.get("client_secret"))
+    return client_from_registration(body, metadata)
+
+
+def redirect_uris_for(run: Run) -> list[str]:
+    """Two registered redirect URIs, so a check can show a code is bound to the one used."""
+    return [run.config.redirect_uri, f"{run.config.redirect_uri.rstrip('/')}2"]
+
+
+@pytest.fixture(scope="session")
+def clients(run: Run, registration_endpoint: str | None) -> Clients:
+    config = run.config
+    if config.registration == "preregistered":
+        pre = config.preregistered
+
+        def client(role: str) -> Client | None:
+            c = pre.get(role)
+            if c is None:
+                return None
+            uris = c.redirect_uris or (config.redirect_uri,)
+            return Client(c.client_id, tuple(uris), c.client_secret, c.auth_method)
+
+        public = client("public")
+        assert public is not None
+        return Clients(public, client("second_public") or public, client("confidential"))
+    if not registration_endpoint:
+        raise PreconditionFailed("the AS advertises no registration_endpoint and the target "
+                                 "config names none (set client.registration_endpoint or "
+                                 "use pre-registered clients)")
+    uris = redirect_uris_for(run)
+    return Clients(
+        public=_register_client(run, registration_endpoint, uris, "none", "public"),
+        second_public=_register_client(run, registration_endpoint, uris, "none", "second public"),
+        confidential=_register_client(run, registration_endpoint, uris,
+                                      "client_secret_basic", "confidential"),
+    )
+
+
+@pytest.fixture(scope="session")
+def flows(pytestconfig: pytest.Config, run: Run, authorization_server: AuthorizationServer,
+          basic_scope: str | None) -> Flows:
+    return Flows(pytestconfig, run.config, run.http, authorization_server, run.mcp_url, basic_scope)
+
+
+@pytest.fixture(scope="session")
+def alice_tokens(flows: Flows, clients: Clients) -> TokenSet:
+    """Alice signed in through the public client, with a token for the MCP server."""
+    return flows.tokens(clients.public, "alice")
+
+
+@pytest.fixture(scope="session")
+def second_resource(run: Run) -> str:
+    if not run.config.second_resource:
+        pytest.skip("no second resource configured (target.second_resource)")
+    return run.config.second_resource
+
+
+@pytest.fixture(scope="session")
+def token_signer(run: Run) -> Callable[..., str]:
+    """Signs claims with the target AS key through its test hook (skips when there is none)."""
+    url = run.config.token_signer
+    if not url:
+        pytest.skip("no test token signer configured (hooks.token_signer)")
+
+    def sign(claims: dict[str, Any], **header: Any) -> str:
+        response = run.http.post(url, json={"claims": claims, "header": header},
+                                 note="test signer")
+        body = json_object(response)
+        if response.status_code != 200 or not body or "token" not in body:
+            raise PreconditionFailed(f"the test token signer answered {response.status_code}")
+        run.redactor.remember(body["token"])
+        return str(body["token"])
+
+    return sign
+
+
+@dataclass
+class AttackerIssuer:
+    issuer: str
+    key: SigningKey
+    fetches: list[str]
+
+
+@pytest.fixture(scope="session")
+def attacker_issuer() -> Iterator[AttackerIssuer]:
+    """An authorization server the target never listed: own key, own metadata, own JWKS.
+
+    It listens on 127.0.0.2, a second loopback address, standing in for "somewhere else".
+    """
+    key = SigningKey("attacker-key")
+    sock = bind_loopback("127.0.0.2")
+    issuer = f"http://127.0.0.2:{sock.getsockname()[1]}"
+    fetches: list[str] = []
+
+    async def metadata(request: Request) -> JSONResponse:
+        fetches.append(str(request.url))
+        return JSONResponse({"issuer": issuer, "jwks_uri": f"{issuer}/jwks",
+                             "authorization_endpoint": f"{issuer}/authorize",
+                             "token_endpoint": f"{issuer}/token",
+                             "response_types_supported": ["code"]})
+
+    async def jwks(request: Request) -> JSONResponse:
+        fetches.append(str(request.url))
+        return JSONResponse(key.jwks())
+
+    app = Starlette(routes=[
+        Route("/.well-known/oauth-authorization-server", metadata),
+        Route("/jwks", jwks),
+    ])
+    server = ServerThread(app, sock, "attacker-as").start()
+    try:
+        yield AttackerIssuer(issuer, key, fetches)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def verdict(request: pytest.FixtureRequest) -> Iterator[Verdict]:
+    """Findings and evidence of the running check (every exchange it makes is recorded)."""
+    from conformance.records import declared_requirements
+
+    current = Verdict(declared_requirements(request.node))
+    request.node.stash[VERDICT] = current
+    with recording(current.evidence):
+        yield current
+
+
+VERDICT = pytest.StashKey[Verdict]()

@@ -1,0 +1,65 @@
+"""MCP requests over streamable HTTP, as a client sends them (MCP basic/transports)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import httpx
+
+from conformance.http import Http
+
+ACCEPT = "application/json, text/event-stream"
+_ids = itertools.count(1)
+
+
+def jsonrpc(method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": next(_ids), "method": method, "params": params or {}}
+
+
+def initialize(protocol_version: str) -> dict[str, Any]:
+    return jsonrpc("initialize", {
+        "protocolVersion": protocol_version,
+        "capabilities": {},
+        "clientInfo": {"name": "mcp-auth-conformance", "version": "0.1"},
+    })
+
+
+def tools_call(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    return jsonrpc("tools/call", {"name": name, "arguments": arguments})
+
+
+def post(
+    http: Http,
+    url: str,
+    message: dict[str, Any],
+    *,
+    token: str | None = None,
+    scheme: str = "Bearer",
+    protocol_version: str | None = None,
+    session_id: str | None = None,
+    extra_headers: list[tuple[str, str]] | None = None,
+    note: str = "",
+) -> httpx.Response:
+    """POST one JSON-RPC message to the MCP endpoint, authorized with `token` if given."""
+    headers = [("Accept", ACCEPT), ("Content-Type", "application/json")]
+    if token is not None:
+        headers.append(("Authorization", f"{scheme} {token}"))
+    if protocol_version and message.get("method") != "initialize":
+        headers.append(("MCP-Protocol-Version", protocol_version))
+    if session_id:
+        headers.append(("Mcp-Session-Id", session_id))
+    headers.extend(extra_headers or [])
+    return http.post(url, headers=headers, json=message, note=note)
+
+
+def result_of(response: httpx.Response) -> dict[str, Any] | None:
+    """The JSON-RPC `result` of a JSON response, or None (error, SSE or not JSON)."""
+    if "json" not in response.headers.get("content-type", ""):
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    result = body.get("result") if isinstance(body, dict) else None
+    return result if isinstance(result, dict) else None

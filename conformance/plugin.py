@@ -1,0 +1,228 @@
+"""The pytest plugin: `pytest --target URL` certifies an MCP deployment.
+
+Options, collection of the bundled checks, the mapping from findings to the five verdicts,
+and the per-profile reports at the end of the run. Registered through the `pytest11` entry
+point, so it is inert unless `--target` (or a listing option) is given.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance import fixtures
+from conformance.catalogue import load_catalogue
+from conformance.config import TargetConfig, load_config
+from conformance.errors import ConfigError
+from conformance.login import LoginHookSpec
+from conformance.records import (
+    CHECKS_DIR, RECORD_KEY, build_record, declared_requirements, failure_text,
+)
+from conformance.settings import RUN_SETTINGS, RunSettings
+from conformance.verdict import Outcome
+
+_RECORDS = pytest.StashKey[list[dict[str, Any]]]()
+_RESULTS = pytest.StashKey[dict[str, Any]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("mcp-auth-conformance", "MCP authorization conformance")
+    group.addoption("--target", metavar="URL",
+                    help="MCP endpoint to certify, or 'embedded' for the bundled reference.")
+    group.addoption("--target-config", metavar="FILE",
+                    help="TOML with what cannot be discovered (clients, users, login).")
+    group.addoption("--profile", action="append", default=[], metavar="NAME",
+                    help="Profile to certify (repeatable; default: every profile).")
+    group.addoption("--report-dir", metavar="DIR",
+                    help="Write results.json and summary.md into DIR.")
+    group.addoption("--defect", action="append", default=[], metavar="NAME",
+                    help="With --target embedded: switch this reference defect on (repeatable).")
+    group.addoption("--list-defects", action="store_true",
+                    help="Print the reference deployment's defect switches and exit.")
+    group.addoption("--list-requirements", action="store_true",
+                    help="Print the requirement catalogue and exit.")
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(LoginHookSpec)
+
+
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    if config.option.list_defects:
+        from conformance.embedded import defect_catalogue
+
+        for name, (requirements, description, _) in defect_catalogue().items():
+            print(f"{name}\t{','.join(requirements)}\t{description}")
+        return 0
+    if config.option.list_requirements:
+        for requirement in load_catalogue().values():
+            print(f"{requirement.id}\t{requirement.level}\t{requirement.spec_reference}\t"
+                  f"{requirement.summary}")
+        return 0
+    return None
+
+
+def _settings(config: pytest.Config) -> RunSettings:
+    from conformance.embedded import defect_catalogue
+    from profiles import load_profiles
+
+    option = config.option
+    known_profiles = load_profiles()
+    for name in option.profile:
+        if name not in known_profiles:
+            raise ConfigError(f"unknown --profile {name!r}; valid: {', '.join(known_profiles)}")
+    target: str = option.target
+    if option.defect and target != "embedded":
+        raise ConfigError("--defect works only with --target embedded")
+    known_defects = defect_catalogue()
+    for name in option.defect:
+        if name not in known_defects:
+            raise ConfigError(f"unknown --defect {name!r}; valid: {', '.join(known_defects)} "
+                              "(see --list-defects)")
+    target_config = load_config(option.target_config) if option.target_config else TargetConfig()
+    if target != "embedded" and not target.startswith(("http://", "https://")):
+        raise ConfigError(f"--target {target!r} is neither an http(s) URL nor 'embedded'")
+    return RunSettings(
+        target=target,
+        config=target_config,
+        profiles=tuple(option.profile) or tuple(known_profiles),
+        report_dir=Path(option.report_dir) if option.report_dir else None,
+        defects=frozenset(option.defect),
+    )
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "requirement(*ids): catalogued requirement IDs a check proves")
+    if not config.option.target:
+        return
+    try:
+        settings = _settings(config)
+        if not settings.embedded and not _is_worker(config):
+            from conformance.preflight import preflight
+
+            preflight(settings)
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[RUN_SETTINGS] = settings
+    config.stash[_RECORDS] = []
+    config.pluginmanager.register(fixtures, "mcp-auth-conformance-fixtures")
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        config.args[:] = [str(CHECKS_DIR)]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if RUN_SETTINGS not in config.stash:
+        return
+    from profiles import load_profiles
+
+    catalogue = load_catalogue()
+    for item in items:
+        ids = declared_requirements(item)
+        if not ids or any(rid not in catalogue for rid in ids):
+            raise pytest.UsageError(f"{item.nodeid}: requirement marker missing or uncatalogued")
+    selected = set(config.option.profile)
+    if not selected:
+        return
+    wanted = {rid for name in selected for rid in load_profiles()[name].requirements}
+    keep = [i for i in items if wanted & set(declared_requirements(i))]
+    deselected = [i for i in items if i not in keep]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = keep
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if RUN_SETTINGS not in item.config.stash or not declared_requirements(item):
+        return report
+    final = call.when == "call" or (call.when == "setup" and not report.passed)
+    if not final:
+        return report
+    verdict = item.stash.get(fixtures.VERDICT, None)
+    record = build_record(item, call.when, call.excinfo, verdict)
+    report.user_properties.append((RECORD_KEY, record))
+    outcome = record["outcome"]
+    if outcome in (Outcome.FAILED, Outcome.ERROR):
+        report.outcome = "failed"
+        report.longrepr = failure_text(record)
+    elif outcome in (Outcome.PASSED, Outcome.WARNING):
+        report.outcome = "passed"
+        report.longrepr = None
+    return report
+
+
+def _record_of(report: pytest.TestReport) -> dict[str, Any] | None:
+    properties = getattr(report, "user_properties", ())
+    return next((v for k, v in properties if k == RECORD_KEY), None)
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> Any:
+    record = _record_of(report)
+    if record is None:
+        return None
+    if record["outcome"] == Outcome.WARNING:
+        return "warning", "W", ("WARNING", {"yellow": True})
+    if record["outcome"] == Outcome.ERROR:
+        return "error", "E", ("ERROR", {"red": True})
+    return None
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    record = _record_of(report)
+    if record is not None and _CONFIG is not None and _RECORDS in _CONFIG.stash:
+        _CONFIG.stash[_RECORDS].append(record)
+
+
+_CONFIG: pytest.Config | None = None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    global _CONFIG
+    _CONFIG = session.config
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if RUN_SETTINGS not in config.stash or _is_worker(config):
+        return
+    from reports import build_results, write_reports
+
+    settings = config.stash[RUN_SETTINGS]
+    results = build_results(config.stash[_RECORDS], settings)
+    config.stash[_RESULTS] = results
+    if settings.report_dir is not None:
+        write_reports(results, settings.report_dir)
+    if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        conformant = all(p["conformant"] for p in results["profiles"])
+        session.exitstatus = pytest.ExitCode.OK if conformant else pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    results = config.stash.get(_RESULTS, None)
+    if results is None:
+        return
+    from reports.terminal import summary_lines
+
+    terminalreporter.section("MCP authorization conformance")
+    for line in summary_lines(results):
+        terminalreporter.write_line(line)
+    settings = config.stash[RUN_SETTINGS]
+    if settings.report_dir is not None:
+        terminalreporter.write_line(f"reports written to {settings.report_dir}/")
+
+
+def main() -> None:  # pragma: no cover - convenience: python -m conformance
+    sys.exit(pytest.main(sys.argv[1:]))

@@ -1,0 +1,30 @@
+"""The validated command line of one run, kept in `config.stash`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from conformance.config import TargetConfig
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    target: str
+    config: TargetConfig
+    profiles: tuple[str, ...]
+    report_dir: Path | None
+    defects: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def embedded(self) -> bool:
+        return self.target == "embedded"
+
+    @property
+    def mcp_url(self) -> str | None:
+        return None if self.embedded else self.target
+
+
+RUN_SETTINGS = pytest.StashKey[RunSettings]()

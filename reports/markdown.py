@@ -1,0 +1,50 @@
+"""summary.md: the per-profile verdicts and every requirement that did not pass."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reports.terminal import summary_lines
+
+
+def render_summary(results: dict[str, Any]) -> str:
+    target = results["target"]
+    lines = [
+        "# MCP authorization conformance",
+        "",
+        f"- Target: `{target['url']}`" + (" (embedded reference)" if target["embedded"] else ""),
+    ]
+    if target["defects"]:
+        lines.append(f"- Defects switched on: {', '.join(f'`{d}`' for d in target['defects'])}")
+    lines += [
+        f"- Suite: {results['suite']['name']} {results['suite']['version']}",
+        f"- Generated: {results['generated_at']}",
+        "",
+        "```",
+        *summary_lines(results),
+        "```",
+        "",
+    ]
+    requirements = {r["id"]: r for r in results["requirements"]}
+    checks = {c["id"]: c for c in results["checks"]}
+    for profile in results["profiles"]:
+        verdict = "conformant" if profile["conformant"] else "**not conformant**"
+        lines += [f"## {profile['name']}: {verdict}", "", profile["title"], ""]
+        problems = [row for row in profile["requirements"] if row["outcome"] != "passed"]
+        if not problems:
+            lines += ["Every requirement passed.", ""]
+            continue
+        lines += ["| requirement | level | outcome | spec | why |", "|---|---|---|---|---|"]
+        for row in problems:
+            requirement = requirements[row["id"]]
+            ref = requirement["refs"][0]
+            why = "; ".join(
+                checks[c]["reason"] for c in row["checks"] if checks[c]["outcome"] != "passed"
+            ) or ("no check ran" if row["outcome"] == "not_run" else "")
+            why = why.replace("|", "\\|").replace("\n", " ")
+            lines.append(
+                f"| {row['id']} | {row['level']} | {row['outcome']} | "
+                f"[{ref['spec']} §{ref['section']}]({ref['url']}) | {why} |"
+            )
+        lines.append("")
+    return "\n".join(lines)

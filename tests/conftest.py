@@ -1,0 +1,49 @@
+"""Shared helpers for the self-tests: run the suite as a user would, read what it wrote."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SUITE_TIMEOUT = 180  # seconds; a full run against the embedded reference takes a few
+
+
+@dataclass
+class SuiteRun:
+    exit_code: int
+    stdout: str
+    stderr: str
+    report_dir: Path
+
+    @property
+    def results(self) -> dict[str, Any]:
+        return json.loads((self.report_dir / "results.json").read_text())
+
+    def check_outcomes(self) -> dict[str, str]:
+        return {c["id"]: c["outcome"] for c in self.results["checks"]}
+
+    def requirement_outcomes(self) -> dict[str, str]:
+        return {r["id"]: r["outcome"] for r in self.results["requirements"]}
+
+
+def run_suite(tmp_path: Path, *args: str, timeout: float = SUITE_TIMEOUT) -> SuiteRun:
+    """`pytest ARGS --report-dir DIR` in a fresh process, from a directory outside the repo."""
+    report_dir = tmp_path / "report"
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+         "--report-dir", str(report_dir), *args],
+        cwd=tmp_path, capture_output=True, text=True, timeout=timeout, check=False,
+    )
+    return SuiteRun(completed.returncode, completed.stdout, completed.stderr, report_dir)
+
+
+@pytest.fixture(scope="session")
+def clean_run(tmp_path_factory: pytest.TempPathFactory) -> SuiteRun:
+    """The whole suite against the clean embedded reference, once per test session."""
+    return run_suite(tmp_path_factory.mktemp("clean"), "--target", "embedded")

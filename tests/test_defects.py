@@ -1,0 +1,47 @@
+"""Every check can fail: each defect switch makes exactly its requirements fail.
+
+For every defect the reference deployment offers, the whole suite runs with that defect on.
+Each requirement the defect names must end `failed` (MUST) or `warning` (SHOULD), named by a
+finding; every check about other requirements keeps its clean-run outcome, except where the
+defect declares that it masks a precondition (then `error` or `skipped` is allowed too).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conformance.catalogue import load_catalogue
+from reference.defects import DEFECTS
+from tests.conftest import SuiteRun, run_suite
+
+CATALOGUE = load_catalogue()
+
+
+@pytest.mark.parametrize("name", sorted(DEFECTS))
+def test_defect_fails_exactly_its_requirements(name: str, clean_run: SuiteRun,
+                                               tmp_path: Path) -> None:
+    defect = DEFECTS[name]
+    run = run_suite(tmp_path, "--target", "embedded", "--defect", name)
+    results = run.results
+    outcomes = run.requirement_outcomes()
+
+    for rid in defect.requirements:
+        expected = "failed" if CATALOGUE[rid].level == "MUST" else "warning"
+        assert outcomes[rid] == expected, f"{rid}: {outcomes[rid]}"
+        named = [f for c in results["checks"] for f in c["findings"]
+                 if f["requirement"] == rid and not f["satisfied"]]
+        assert named, f"no finding names {rid}"
+    assert run.exit_code != 0
+
+    clean = clean_run.check_outcomes()
+    for check in results["checks"]:
+        covered = set(check["requirements"])
+        if covered & set(defect.requirements):
+            continue
+        before = clean[check["id"]]
+        if "*" in defect.masks or covered & set(defect.masks):
+            assert check["outcome"] in (before, "error", "skipped"), check["id"]
+        else:
+            assert check["outcome"] == before, f"{check['id']}: {before} -> {check['outcome']}"

@@ -1,0 +1,35 @@
+"""The clean reference deployment passes every check, and the reports say so."""
+
+from __future__ import annotations
+
+import jsonschema
+
+from reports import results_schema
+from tests.conftest import SuiteRun
+
+
+def test_clean_reference_passes_every_check(clean_run: SuiteRun) -> None:
+    not_passed = {k: v for k, v in clean_run.check_outcomes().items() if v != "passed"}
+    assert clean_run.exit_code == 0, clean_run.stdout[-3000:]
+    assert not not_passed
+
+
+def test_every_profile_is_conformant(clean_run: SuiteRun) -> None:
+    profiles = clean_run.results["profiles"]
+    assert profiles and all(p["conformant"] and p["complete"] for p in profiles)
+
+
+def test_results_validate_against_the_shipped_schema(clean_run: SuiteRun) -> None:
+    jsonschema.validate(clean_run.results, results_schema())
+
+
+def test_at_least_45_requirements_are_proven(clean_run: SuiteRun) -> None:
+    passed = {r for r, o in clean_run.requirement_outcomes().items() if o == "passed"}
+    assert len(passed) >= 45
+
+
+def test_summary_and_terminal_table_are_written(clean_run: SuiteRun) -> None:
+    summary = (clean_run.report_dir / "summary.md").read_text()
+    assert "mcp-2025-11-25: conformant" in summary
+    assert "MCP authorization conformance" in clean_run.stdout
+    assert "CONFORMANT" in clean_run.stdout
