@@ -20,13 +20,14 @@ from conformance.config import TargetConfig, load_config
 from conformance.errors import ConfigError
 from conformance.login import LoginHookSpec
 from conformance.records import (
-    CHECKS_DIR, RECORD_KEY, build_record, declared_requirements, failure_text,
+    CHECKS_DIR,
+    RECORD_KEY,
+    build_record,
+    declared_requirements,
+    failure_text,
 )
 from conformance.settings import RUN_SETTINGS, RunSettings
 from conformance.verdict import Outcome
-
-_RECORDS = pytest.StashKey[list[dict[str, Any]]]()
-_RESULTS = pytest.StashKey[dict[str, Any]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -113,8 +114,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[RUN_SETTINGS] = settings
-    config.stash[_RECORDS] = []
     config.pluginmanager.register(fixtures, "mcp-auth-conformance-fixtures")
+    config.pluginmanager.register(CertificationRun(config, settings), "mcp-auth-conformance-run")
     if config.args_source != pytest.Config.ArgsSource.ARGS:
         config.args[:] = [str(CHECKS_DIR)]
 
@@ -179,49 +180,42 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
     return None
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    record = _record_of(report)
-    if record is not None and _CONFIG is not None and _RECORDS in _CONFIG.stash:
-        _CONFIG.stash[_RECORDS].append(record)
+class CertificationRun:
+    """Collects every check record (also from xdist workers) and reports at the end."""
 
+    def __init__(self, config: pytest.Config, settings: RunSettings) -> None:
+        self.config = config
+        self.settings = settings
+        self.records: list[dict[str, Any]] = []
+        self.results: dict[str, Any] | None = None
 
-_CONFIG: pytest.Config | None = None
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        record = _record_of(report)
+        if record is not None:
+            self.records.append(record)
 
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if _is_worker(self.config):
+            return
+        from reports import build_results, write_reports
 
-@pytest.hookimpl(trylast=True)
-def pytest_sessionstart(session: pytest.Session) -> None:
-    global _CONFIG
-    _CONFIG = session.config
+        self.results = build_results(self.records, self.settings)
+        if self.settings.report_dir is not None:
+            write_reports(self.results, self.settings.report_dir)
+        if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+            conformant = all(p["conformant"] for p in self.results["profiles"])
+            session.exitstatus = pytest.ExitCode.OK if conformant else pytest.ExitCode.TESTS_FAILED
 
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.results is None:
+            return
+        from reports.terminal import summary_lines
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    config = session.config
-    if RUN_SETTINGS not in config.stash or _is_worker(config):
-        return
-    from reports import build_results, write_reports
-
-    settings = config.stash[RUN_SETTINGS]
-    results = build_results(config.stash[_RECORDS], settings)
-    config.stash[_RESULTS] = results
-    if settings.report_dir is not None:
-        write_reports(results, settings.report_dir)
-    if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-        conformant = all(p["conformant"] for p in results["profiles"])
-        session.exitstatus = pytest.ExitCode.OK if conformant else pytest.ExitCode.TESTS_FAILED
-
-
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    results = config.stash.get(_RESULTS, None)
-    if results is None:
-        return
-    from reports.terminal import summary_lines
-
-    terminalreporter.section("MCP authorization conformance")
-    for line in summary_lines(results):
-        terminalreporter.write_line(line)
-    settings = config.stash[RUN_SETTINGS]
-    if settings.report_dir is not None:
-        terminalreporter.write_line(f"reports written to {settings.report_dir}/")
+        terminalreporter.section("MCP authorization conformance")
+        for line in summary_lines(self.results):
+            terminalreporter.write_line(line)
+        if self.settings.report_dir is not None:
+            terminalreporter.write_line(f"reports written to {self.settings.report_dir}/")
 
 
 def main() -> None:  # pragma: no cover - convenience: python -m conformance

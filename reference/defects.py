@@ -131,7 +131,7 @@ _ALL: tuple[Defect, ...] = (
     _D("token-password-grant-enabled", ("TOKEN-NO-PASSWORD-GRANT",),
        "The resource owner password credentials grant issues tokens."),
     _D("token-audience-ignores-resource", ("TOKEN-RESOURCE-AUDIENCE",),
-       "Access tokens carry the issuer as audience, whatever `resource` was requested.",
+       "Access tokens name the MCP server as audience, whatever `resource` was requested.",
        masks=("RS-WRONG-AUDIENCE-401",)),
     _D("token-invalid-target-wrong-code", ("TOKEN-RESOURCE-INVALID-TARGET",),
        "A token request for a resource outside the grant fails with `invalid_request`."),

@@ -1,0 +1,267 @@
+"""The token endpoint: OAuth 2.1 §3.2 (request/response), §4.1.3 (authorization code grant),
+§4.3 (refresh token grant), RFC 7636 §4.6 (PKCE verification), RFC 8707 §2.2 (`resource`).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from reference.authorization_server.client_auth import (
+    PresentedCredentials,
+    identify_client,
+    known_client,
+    presented_credentials,
+    verify_secret,
+)
+from reference.authorization_server.context import Context, context
+from reference.authorization_server.errors import (
+    NO_STORE,
+    InternalServerError,
+    OAuthError,
+    oauth_error_response,
+    plain_server_error,
+)
+from reference.authorization_server.federation import s256
+from reference.authorization_server.params import (
+    Params,
+    is_absolute_uri_without_fragment,
+    read_form,
+    split_scope,
+)
+from reference.authorization_server.store import AuthorizationCode, Client, Grant, now
+from reference.authorization_server.tokens import IssuedTokens, issue_for_grant
+from reference.settings import BASIC_SCOPE, SCOPES_SUPPORTED
+
+SUPPORTED_GRANTS = ("authorization_code", "refresh_token")
+# Grants OAuth 2.1 removed (§10) or this AS does not offer: refused with a proper error.
+REFUSED_GRANTS = ("password", "client_credentials", "implicit")
+# The mock IdP's test users, for the `token-password-grant-enabled` defect only.
+PASSWORD_USERS = {"alice": "alice-password", "bob": "bob-password"}
+
+Handler = Callable[[Context, Client, Params], Awaitable[IssuedTokens]]
+
+
+# --- shared checks ---
+
+def requested_scope(ctx: Context, form: Params, granted: list[str]) -> list[str]:
+    """OAuth 2.1 §3.2.2 / §4.3.1: a token request may narrow, never widen, the grant's scope.
+
+    Under `token-scope-escalation`, requested scopes unknown to the AS are copied in.
+    """
+    requested = split_scope(form.get("scope"))
+    if not requested:
+        return list(granted)
+    escalate = ctx.defect("token-scope-escalation")
+    extra = [s for s in requested
+             if s not in granted and not (escalate and s not in SCOPES_SUPPORTED)]
+    if extra:
+        raise OAuthError("invalid_scope", f"scope beyond the grant: {' '.join(extra)}")
+    return requested
+
+
+def check_resource(ctx: Context, form: Params, grant_resource: str) -> None:
+    """RFC 8707 §2.2: the requested resource must be valid and within the grant.
+
+    Failure is `invalid_target` (`invalid_request` under `token-invalid-target-wrong-code`).
+    """
+    values = form.all("resource")
+    if not values:
+        return
+    error = "invalid_request" if ctx.defect("token-invalid-target-wrong-code") \
+        else "invalid_target"
+    if len(values) > 1:
+        raise OAuthError(error, "only one resource may be requested")
+    if not is_absolute_uri_without_fragment(values[0]):
+        raise OAuthError(error, "resource must be an absolute URI without a fragment")
+    if values[0] != grant_resource:
+        raise OAuthError(error, "the resource is not covered by the grant")
+
+
+def verify_pkce(ctx: Context, code: AuthorizationCode, verifier: str | None) -> OAuthError | None:
+    """RFC 7636 §4.6 / OAuth 2.1 §4.1.3: recompute the challenge with the recorded method.
+
+    Returns the error to report, or None when the verifier fits. A verifier sent for a code
+    issued without a challenge is `invalid_request` (OAuth 2.1 §3.2.4).
+    """
+    if code.code_challenge is None:
+        if verifier is not None:
+            return OAuthError("invalid_request", "code_verifier sent but no challenge recorded")
+        return None
+    if verifier is None:
+        return OAuthError("invalid_request", "code_verifier is required")
+    computed = s256(verifier) if code.code_challenge_method == "S256" else verifier
+    if not hmac.compare_digest(computed.encode(), code.code_challenge.encode()):
+        return OAuthError("invalid_grant", "code_verifier does not match the code_challenge")
+    return None
+
+
+def _code_error(ctx: Context, client: Client, code: AuthorizationCode, form: Params,
+                verifier_error: OAuthError | None) -> OAuthError | None:
+    """Binding checks of OAuth 2.1 §4.1.3 (client, redirect_uri) and PKCE."""
+    if code.client_id != client.client_id and not ctx.defect("token-code-not-bound-to-client"):
+        return OAuthError("invalid_grant", "the code was issued to another client")
+    redirect_uri = form.get("redirect_uri")
+    if (redirect_uri is not None and redirect_uri != code.redirect_uri
+            and not ctx.defect("token-redirect-uri-not-checked")):
+        return OAuthError("invalid_grant", "redirect_uri differs from the authorization request")
+    if verifier_error is not None and not ctx.defect("token-pkce-not-verified"):
+        return verifier_error
+    return None
+
+
+def _replay(ctx: Context, client: Client, code: AuthorizationCode,
+            verifier_error: OAuthError | None, form: Params) -> None:
+    """OAuth 2.1 §4.1.3: a used code is refused and, on an otherwise valid presentation
+    (right client, verifier, redirect URI), the tokens issued from it are revoked.
+    A replay with invalid parameters does not revoke, so it cannot be used for DoS."""
+    valid_presentation = (
+        code.client_id == client.client_id
+        and verifier_error is None
+        and form.get("redirect_uri") in (None, code.redirect_uri)
+    )
+    if valid_presentation and not ctx.defect("token-code-reuse-keeps-tokens"):
+        for grant_id in code.grant_ids:
+            ctx.store.revoke_grant(grant_id)
+    raise OAuthError("invalid_grant", "the authorization code was already used")
+
+
+# --- grants ---
+
+async def authorization_code_grant(ctx: Context, client: Client, form: Params) -> IssuedTokens:
+    """OAuth 2.1 §4.1.3."""
+    value = form.get("code")
+    if value is None:
+        raise OAuthError("invalid_request", "code is required")
+    code = ctx.store.codes.get(value)
+    if code is None or code.expires_at <= now():
+        raise OAuthError("invalid_grant", "unknown or expired authorization code")
+    verifier_error = verify_pkce(ctx, code, form.get("code_verifier"))
+    if code.used and not ctx.defect("token-code-reusable"):
+        _replay(ctx, client, code, verifier_error, form)
+    error = _code_error(ctx, client, code, form, verifier_error)
+    if error is not None:
+        raise error
+    resource = code.resource or ctx.settings.mcp_url
+    check_resource(ctx, form, resource)
+    scope = requested_scope(ctx, form, code.scope)
+    code.used = True
+    grant = ctx.store.new_grant(client_id=client.client_id, user=code.user, scope=code.scope,
+                                resource=resource, auth_time=code.auth_time)
+    code.grant_ids.append(grant.id)
+    return issue_for_grant(ctx, grant, scope=scope,
+                           with_refresh_token="refresh_token" in client.grant_types)
+
+
+async def refresh_token_grant(ctx: Context, client: Client, form: Params) -> IssuedTokens:
+    """OAuth 2.1 §4.3.1: rotation, client binding, no widening of scope or resource."""
+    value = form.get("refresh_token")
+    if value is None:
+        raise OAuthError("invalid_request", "refresh_token is required")
+    rt = ctx.store.refresh_tokens.get(value)
+    if rt is None or rt.client_id != client.client_id:
+        raise OAuthError("invalid_grant", "unknown refresh token")
+    grant: Grant = ctx.store.grants[rt.grant_id]
+    if grant.revoked:
+        raise OAuthError("invalid_grant", "the grant was revoked")
+    if not rt.active:
+        # RFC 9700 §4.14.2: replay of a rotated refresh token revokes the whole family.
+        ctx.store.revoke_grant(grant.id)
+        raise OAuthError("invalid_grant", "refresh token already used; the grant is revoked")
+    check_resource(ctx, form, grant.resource)
+    scope = requested_scope(ctx, form, grant.scope)
+    rt.active = False
+    return issue_for_grant(ctx, grant, scope=scope, with_refresh_token=True)
+
+
+async def password_grant(ctx: Context, client: Client, form: Params) -> IssuedTokens:
+    """Only under `token-password-grant-enabled` (OAuth 2.1 §10 removed this grant)."""
+    username, password = form.get("username") or "", form.get("password") or ""
+    expected = PASSWORD_USERS.get(username)
+    if expected is None or not hmac.compare_digest(expected, password):
+        raise OAuthError("invalid_grant", "invalid resource owner credentials")
+    values = form.all("resource")
+    resource = values[0] if len(values) == 1 and values[0] in ctx.resources \
+        else ctx.settings.mcp_url
+    check_resource(ctx, form, resource)
+    scope = requested_scope(ctx, form, list(SCOPES_SUPPORTED)) if form.get("scope") \
+        else [BASIC_SCOPE]
+    grant = ctx.store.new_grant(client_id=client.client_id, user=username, scope=scope,
+                                resource=resource, auth_time=now())
+    return issue_for_grant(ctx, grant, scope=scope, with_refresh_token=True)
+
+
+GRANTS: dict[str, Handler] = {
+    "authorization_code": authorization_code_grant,
+    "refresh_token": refresh_token_grant,
+}
+
+
+# --- request processing ---
+
+def _grant_type(ctx: Context, form: Params, creds: PresentedCredentials) -> str:
+    """OAuth 2.1 §3.2.4: missing -> invalid_request; unknown or refused ->
+    unsupported_grant_type (unauthorized_client for a public client asking for
+    client_credentials, which it can never use)."""
+    grant_type = form.get("grant_type")
+    if grant_type is None:
+        if ctx.defect("token-error-not-json"):
+            raise InternalServerError("no grant_type")
+        raise OAuthError("invalid_request", "grant_type is required")
+    if grant_type == "password" and ctx.defect("token-password-grant-enabled"):
+        return grant_type
+    if grant_type in SUPPORTED_GRANTS:
+        return grant_type
+    if grant_type not in REFUSED_GRANTS and ctx.defect("token-error-not-json"):
+        raise InternalServerError(f"no handler for grant_type {grant_type!r}")
+    client = known_client(ctx, creds)
+    if grant_type == "client_credentials" and client is not None and not client.confidential:
+        raise OAuthError("unauthorized_client", "public clients cannot use client_credentials")
+    raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r} is not supported")
+
+
+def token_response(ctx: Context, issued: IssuedTokens) -> JSONResponse:
+    """OAuth 2.1 §3.2.3: access_token, token_type, expires_in, refresh_token, scope;
+    `Cache-Control: no-store`."""
+    body: dict[str, Any] = {"access_token": issued.access_token, "token_type": "Bearer",
+                            "expires_in": issued.expires_in}
+    if issued.refresh_token is not None:
+        body["refresh_token"] = issued.refresh_token
+    body["scope"] = " ".join(issued.scope)
+    if ctx.defect("token-response-missing-token-type"):
+        del body["token_type"]
+    headers = {} if ctx.defect("token-response-cacheable") else dict(NO_STORE)
+    return JSONResponse(body, headers=headers)
+
+
+async def issue(ctx: Context, request: Request) -> IssuedTokens:
+    form = await read_form(request)
+    creds = presented_credentials(request, form)
+    authenticated = verify_secret(ctx, creds) if creds.secret is not None else None
+    grant_type = _grant_type(ctx, form, creds)
+    client = authenticated or identify_client(
+        ctx, creds,
+        allow_unauthenticated=grant_type == "authorization_code"
+        and ctx.defect("token-confidential-client-unauthenticated"),
+    )
+    if grant_type == "password":
+        return await password_grant(ctx, client, form)
+    if grant_type not in client.grant_types:
+        raise OAuthError("unauthorized_client", f"the client may not use {grant_type}")
+    return await GRANTS[grant_type](ctx, client, form)
+
+
+async def token_endpoint(request: Request) -> Response:
+    """POST /token."""
+    ctx = context(request)
+    try:
+        issued = await issue(ctx, request)
+    except OAuthError as err:
+        return oauth_error_response(err, realm=ctx.issuer)
+    except InternalServerError:
+        return plain_server_error()
+    return token_response(ctx, issued)

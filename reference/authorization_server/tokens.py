@@ -1,0 +1,99 @@
+"""JWT access tokens (RFC 9068) and refresh tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from reference.authorization_server.context import Context
+from reference.authorization_server.keys import ALGORITHM
+from reference.authorization_server.store import AccessTokenRecord, Grant, now, random_token
+
+LONG_LIFETIME = 86400  # the `at-long-lived` defect: a day
+
+
+@dataclass
+class IssuedTokens:
+    access_token: str
+    expires_in: int
+    scope: list[str]
+    refresh_token: str | None = None
+
+
+def access_token_lifetime(ctx: Context) -> int:
+    """Seconds an access token lives (MCP-1125 §11.2: short-lived)."""
+    if ctx.defect("at-long-lived"):
+        return LONG_LIFETIME
+    return ctx.settings.access_token_lifetime
+
+
+def mint_access_token(
+    ctx: Context,
+    *,
+    client_id: str,
+    user: str,
+    scope: list[str],
+    resource: str,
+    auth_time: int,
+    grant_id: str | None,
+) -> tuple[str, int]:
+    """Sign an RFC 9068 access token and remember its `jti`.
+
+    RFC 9068 §2.1: header `typ` is `at+jwt`; §2.2: claims iss, exp, aud, sub, client_id, iat,
+    jti (+ auth_time, scope). RFC 8707 §2.2: `aud` is the requested resource.
+    Returns the token and its lifetime in seconds.
+    """
+    iat = now()
+    lifetime = access_token_lifetime(ctx)
+    jti = random_token(16)
+    # The defect: one fixed audience (the MCP server) whatever resource was requested.
+    aud = ctx.settings.mcp_url if ctx.defect("token-audience-ignores-resource") else resource
+    claims: dict[str, Any] = {
+        "iss": ctx.issuer,
+        "sub": user,
+        "aud": aud,
+        "client_id": client_id,
+        "scope": " ".join(scope),
+        "iat": iat,
+        "exp": iat + lifetime,
+        "jti": jti,
+        "auth_time": auth_time,
+    }
+    if ctx.defect("jwt-missing-client-id"):
+        del claims["client_id"]
+    typ = "JWT" if ctx.defect("jwt-typ-plain-jwt") else "at+jwt"
+    token = jwt.encode(claims, ctx.key.private_key, algorithm=ALGORITHM,
+                       headers={"kid": ctx.key.kid, "typ": typ})
+    ctx.store.access_tokens[jti] = AccessTokenRecord(
+        jti=jti, grant_id=grant_id, client_id=client_id, user=user, scope=list(scope),
+        aud=aud, iat=iat, exp=iat + lifetime,
+    )
+    return token, lifetime
+
+
+def issue_for_grant(
+    ctx: Context, grant: Grant, *, scope: list[str], with_refresh_token: bool
+) -> IssuedTokens:
+    """An access token (narrowed to `scope`) plus, optionally, a new refresh token."""
+    token, lifetime = mint_access_token(
+        ctx, client_id=grant.client_id, user=grant.user, scope=scope,
+        resource=grant.resource, auth_time=grant.auth_time, grant_id=grant.id,
+    )
+    rt = ctx.store.new_refresh_token(grant).token if with_refresh_token else None
+    return IssuedTokens(token, lifetime, scope, rt)
+
+
+def decode_own_access_token(
+    ctx: Context, token: str, *, verify_exp: bool = True
+) -> dict[str, Any] | None:
+    """Claims of a JWT this AS signed, or None if it is not one (signature, issuer, expiry)."""
+    try:
+        return jwt.decode(
+            token, ctx.key.public_key, algorithms=[ALGORITHM], issuer=ctx.issuer,
+            options={"verify_aud": False, "verify_exp": verify_exp,
+                     "require": ["jti", "exp", "iat"]},
+        )
+    except jwt.PyJWTError:
+        return None
