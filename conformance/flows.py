@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin
 
@@ -12,10 +12,13 @@ import pytest
 from conformance.config import TargetConfig
 from conformance.discovery import AuthorizationServer, json_object
 from conformance.errors import PreconditionFailed
-from conformance.http import Http
+from conformance.evidence import Exchange
+from conformance.http import Http, recording
 from conformance.login import FormLogin, sign_in
 from conformance.oauth.authorization import (
-    AuthorizationRequest, AuthorizationResponse, same_endpoint,
+    AuthorizationRequest,
+    AuthorizationResponse,
+    same_endpoint,
 )
 from conformance.oauth.clients import Client, token_request
 
@@ -28,6 +31,7 @@ class TokenSet:
     user: str
     response: httpx.Response
     body: dict[str, Any]
+    exchanges: list[Exchange] = field(default_factory=list)  # the whole flow, as evidence
 
     @property
     def access_token(self) -> str:
@@ -117,19 +121,26 @@ class Flows:
             verifier = request.pkce.verifier if request and request.pkce else None
         if verifier is not None:
             params.append(("code_verifier", verifier))
-        params.extend(extra or [])
+        extra = list(extra or [])
+        # MCP clients send `resource` to the token endpoint too (RFC 8707 §2.2), unless a
+        # check sets its own.
+        resource = request.param("resource") if request else None
+        if resource and not any(name == "resource" for name, _ in extra):
+            params.append(("resource", resource))
+        params.extend(extra)
         return token_request(self.http, self.token_endpoint, client, params, note=note)
 
     def tokens(self, client: Client, user: str = "alice", *, resource: str | None = _DEFAULT,
                scope: str | None = _DEFAULT) -> TokenSet:
         """A complete known-good flow; any failure is a lost precondition, not a verdict."""
         request = self.request(client, resource=resource, scope=scope)
-        code = self.code_for(request, user)
-        response = self.redeem(client, code, request)
+        with recording() as exchanges:
+            code = self.code_for(request, user)
+            response = self.redeem(client, code, request)
         body = json_object(response)
         Flows._require(response.status_code == 200 and body and body.get("access_token"),
                        f"known-good token request failed with {response.status_code}")
         assert body is not None
         self.http.redactor.remember(body.get("access_token"))
         self.http.redactor.remember(body.get("refresh_token"))
-        return TokenSet(client, user, response, body)
+        return TokenSet(client, user, response, body, exchanges)

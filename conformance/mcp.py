@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 import httpx
@@ -53,13 +54,23 @@ def post(
     return http.post(url, headers=headers, json=message, note=note)
 
 
+def messages(response: httpx.Response) -> list[dict[str, Any]]:
+    """The JSON-RPC messages of a response body, plain JSON or an SSE stream's `data:` lines."""
+    texts = [response.text]
+    if "text/event-stream" in response.headers.get("content-type", ""):
+        texts = [line[5:].strip() for line in response.text.splitlines() if line.startswith("data:")]
+    found: list[dict[str, Any]] = []
+    for text in texts:
+        try:
+            body = json.loads(text)
+        except ValueError:
+            continue
+        found.extend(item for item in (body if isinstance(body, list) else [body])
+                     if isinstance(item, dict))
+    return found
+
+
 def result_of(response: httpx.Response) -> dict[str, Any] | None:
-    """The JSON-RPC `result` of a JSON response, or None (error, SSE or not JSON)."""
-    if "json" not in response.headers.get("content-type", ""):
-        return None
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    result = body.get("result") if isinstance(body, dict) else None
-    return result if isinstance(result, dict) else None
+    """The first JSON-RPC `result` object in the response (JSON or SSE), or None."""
+    return next((m["result"] for m in messages(response) if isinstance(m.get("result"), dict)),
+                None)

@@ -85,7 +85,8 @@ def build_record(
         "outcome": outcome.value,
         "reason": reason,
         "findings": [
-            {"requirement": f.requirement, "satisfied": f.satisfied, "message": f.message}
+            {"requirement": f.requirement, "satisfied": f.satisfied, "tolerated": f.tolerated,
+             "message": f.message}
             for f in (verdict.findings if verdict else [])
         ],
         "notes": list(verdict.notes) if verdict else [],
@@ -96,9 +97,10 @@ def build_record(
 def failure_text(record: dict[str, Any]) -> str:
     lines = [f"{record['outcome'].upper()}: {record['id']}"]
     for finding in record["findings"]:
-        if not finding["satisfied"]:
+        if not finding["satisfied"] or finding.get("tolerated"):
             level = catalogue_level(finding["requirement"])
-            lines.append(f"  {finding['requirement']} ({level}): {finding['message']}")
+            variant = ", tolerated variant" if finding.get("tolerated") else ""
+            lines.append(f"  {finding['requirement']} ({level}{variant}): {finding['message']}")
     if record["reason"] and record["outcome"] == Outcome.ERROR:
         lines.append(f"  {record['reason']}")
     shown = record["evidence"][-6:]

@@ -28,13 +28,16 @@ class Status(StrEnum):
     """What was observed about one requirement, before a level turns it into an outcome."""
 
     SATISFIED = "satisfied"
+    TOLERATED = "tolerated"  # held, but only in a variant the spec tolerates (e.g. error code)
     VIOLATED = "violated"
     SKIPPED = "skipped"
     ERROR = "error"
 
 
 # Worst first: combining several observations of one requirement keeps the worst.
-_STATUS_ORDER = (Status.VIOLATED, Status.ERROR, Status.SATISFIED, Status.SKIPPED)
+_STATUS_ORDER = (
+    Status.VIOLATED, Status.ERROR, Status.TOLERATED, Status.SATISFIED, Status.SKIPPED,
+)
 _OUTCOME_ORDER = (Outcome.FAILED, Outcome.ERROR, Outcome.WARNING, Outcome.PASSED, Outcome.SKIPPED)
 
 
@@ -46,10 +49,13 @@ def worst_outcome(outcomes: list[Outcome]) -> Outcome:
     return min(outcomes, key=_OUTCOME_ORDER.index) if outcomes else Outcome.SKIPPED
 
 
-def outcome_for(status: Status, level: Level) -> Outcome:
-    """A violated MUST fails; a violated SHOULD or MAY warns."""
+def outcome_for(status: Status, level: Level, strict: bool = False) -> Outcome:
+    """A violated MUST fails; a violated SHOULD or MAY warns; a tolerated variant warns
+    (and fails under a strict profile, which takes the strict reading everywhere)."""
     if status is Status.VIOLATED:
         return Outcome.FAILED if level == "MUST" else Outcome.WARNING
+    if status is Status.TOLERATED:
+        return Outcome.FAILED if strict else Outcome.WARNING
     return {
         Status.SATISFIED: Outcome.PASSED,
         Status.SKIPPED: Outcome.SKIPPED,
@@ -62,6 +68,7 @@ class Finding:
     requirement: str
     satisfied: bool
     message: str
+    tolerated: bool = False
 
 
 @dataclass
@@ -83,6 +90,13 @@ class Verdict:
     def fail(self, requirement: str, message: str) -> None:
         self.expect(requirement, False, message)
 
+    def tolerate(self, requirement: str, message: str) -> None:
+        """The requirement held only in a tolerated variant (a non-preferred error code, say):
+        a warning by default, a failure under a strict profile."""
+        if requirement not in self.requirements:
+            raise KeyError(f"check does not declare requirement {requirement}")
+        self.findings.append(Finding(requirement, True, message, tolerated=True))
+
     def note(self, message: str) -> None:
         """An observation worth reporting that is not a finding (e.g. a lenient reading)."""
         self.notes.append(message)
@@ -103,11 +117,17 @@ class Verdict:
         result: dict[str, Status] = {}
         for rid in self.requirements:
             own = [f for f in self.findings if f.requirement == rid]
-            result[rid] = Status.VIOLATED if any(not f.satisfied for f in own) else Status.SATISFIED
+            if any(not f.satisfied for f in own):
+                result[rid] = Status.VIOLATED
+            elif any(f.tolerated for f in own):
+                result[rid] = Status.TOLERATED
+            else:
+                result[rid] = Status.SATISFIED
         return result
 
     def failures(self) -> list[Finding]:
-        return [f for f in self.findings if not f.satisfied]
+        """Findings worth reporting: violations and tolerated variants."""
+        return [f for f in self.findings if not f.satisfied or f.tolerated]
 
 
 def catalogue_level(requirement: str) -> Level:

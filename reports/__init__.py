@@ -56,7 +56,8 @@ def build_results(records: list[dict[str, Any]], settings: RunSettings) -> dict[
         for rid in profile.requirements:
             status = requirement_status(records, rid)
             level = profile.level_of(rid)
-            outcome = "not_run" if status is None else outcome_for(status, level).value
+            outcome = ("not_run" if status is None
+                       else outcome_for(status, level, profile.strict).value)
             rows.append({"id": rid, "level": level, "outcome": outcome,
                          "checks": by_requirement.get(rid, [])})
         counts = {o: sum(1 for row in rows if row["outcome"] == o) for o in OUTCOMES}
@@ -72,7 +73,7 @@ def build_results(records: list[dict[str, Any]], settings: RunSettings) -> dict[
     for rid, requirement in catalogue.items():
         status = requirement_status(records, rid)
         reasons = [f["message"] for r in records for f in r["findings"]
-                   if f["requirement"] == rid and not f["satisfied"]]
+                   if f["requirement"] == rid and (not f["satisfied"] or f.get("tolerated"))]
         requirements.append({
             "id": rid,
             "level": requirement.level,

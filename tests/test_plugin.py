@@ -125,6 +125,10 @@ SYNTHETIC_CHECKS = textwrap.dedent('''
     def test_should_violated(verdict):
         verdict.expect("PRM-SCOPES-SUPPORTED", False, "no scopes_supported")
 
+    @pytest.mark.requirement("TOKEN-ERROR-FORMAT")
+    def test_tolerated_variant(verdict):
+        verdict.tolerate("TOKEN-ERROR-FORMAT", "invalid_client where invalid_request is preferred")
+
     @pytest.mark.requirement("RS-SCHEME-CASE-INSENSITIVE")
     def test_satisfied(verdict):
         verdict.expect("RS-SCHEME-CASE-INSENSITIVE", True, "unused")
@@ -162,6 +166,7 @@ def test_findings_map_to_the_five_verdicts(pytester: pytest.Pytester) -> None:
     assert {name: c["outcome"] for name, c in checks.items()} == {
         "test_must_violated": "failed",
         "test_should_violated": "warning",
+        "test_tolerated_variant": "warning",
         "test_satisfied": "passed",
         "test_not_applicable": "skipped",
         "test_precondition_lost": "error",
@@ -171,5 +176,9 @@ def test_findings_map_to_the_five_verdicts(pytester: pytest.Pytester) -> None:
     assert checks["test_not_applicable"]["reason"] == "tokens are opaque"
     assert "no client could be registered" in checks["test_broken_fixture"]["reason"]
     assert "RS-MISSING-TOKEN-401" in checks["test_must_violated"]["reason"]
+    results = json.loads((report_dir / "results.json").read_text())
+    strict = next(p for p in results["profiles"] if p["name"] == "mcp-strict")
+    row = next(r for r in strict["requirements"] if r["id"] == "TOKEN-ERROR-FORMAT")
+    assert row["outcome"] == "failed"  # the strict profile does not tolerate variants
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*RS-MISSING-TOKEN-401 (MUST): got 200*"])

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import httpx
+
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _TOKEN68 = r"[A-Za-z0-9\-._~+/]+=*"
 _QUOTED = r'"(?:[^"\\]|\\.)*"'
@@ -72,3 +74,8 @@ def parse_www_authenticate(values: list[str]) -> ParsedHeader:
                 current.token68 = token68.group(1)
                 rest = rest[token68.end():]
     return ParsedHeader(challenges, errors)
+
+
+def bearer_challenge(response: httpx.Response) -> Challenge | None:
+    """The `Bearer` challenge of a response, if it carries one."""
+    return parse_www_authenticate(response.headers.get_list("www-authenticate")).scheme("Bearer")
