@@ -76,6 +76,7 @@ def _expand(value: Any, path: str) -> Any:
     if isinstance(value, list):
         return [_expand(v, f"{path}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, str):
+
         def replace(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in os.environ:
@@ -91,7 +92,8 @@ def _error_line(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
         extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
         allowed = ", ".join(sorted(error.schema.get("properties", {})))
-        return f"unknown key {where + '.' if where != '(top level)' else ''}{extra[0]} (allowed: {allowed})"
+        prefix = "" if where == "(top level)" else f"{where}."
+        return f"unknown key {prefix}{extra[0]} (allowed: {allowed})"
     return f"{where}: {error.message}"
 
 
@@ -106,7 +108,9 @@ def parse_config(data: dict[str, Any], source: str = "target config") -> TargetC
         role: ClientCredentials(
             client_id=c["client_id"],
             client_secret=c.get("client_secret"),
-            auth_method=c.get("auth_method", "client_secret_basic" if c.get("client_secret") else "none"),
+            auth_method=c.get(
+                "auth_method", "client_secret_basic" if c.get("client_secret") else "none"
+            ),
             redirect_uris=tuple(c.get("redirect_uris", ())),
         )
         for role, c in client.items()
@@ -114,7 +118,9 @@ def parse_config(data: dict[str, Any], source: str = "target config") -> TargetC
     }
     registration = client.get("registration", "preregistered" if preregistered else "dcr")
     if registration == "preregistered" and "public" not in preregistered:
-        raise ConfigError(f"{source}: client.registration is 'preregistered' but client.public is missing")
+        raise ConfigError(
+            f"{source}: client.registration is 'preregistered' but client.public is missing"
+        )
     return TargetConfig(
         mcp_url=target.get("mcp_url"),
         authorization_server=target.get("authorization_server"),

@@ -77,7 +77,9 @@ class Fetched:
 
     @property
     def ok(self) -> bool:
-        return self.response is not None and self.response.status_code == 200 and bool(self.document)
+        return (
+            self.response is not None and self.response.status_code == 200 and bool(self.document)
+        )
 
 
 @dataclass
@@ -167,7 +169,11 @@ def _resource_metadata(http: Http, found: Discovery) -> None:
 
 
 def _issuers(found: Discovery, issuer_hint: str | None) -> None:
-    listed = found.prm.document.get("authorization_servers") if found.prm and found.prm.document else None
+    listed = (
+        found.prm.document.get("authorization_servers")
+        if found.prm and found.prm.document
+        else None
+    )
     if isinstance(listed, list) and listed and all(isinstance(i, str) for i in listed):
         found.issuers, found.issuer_source = list(listed), "resource metadata"
     if issuer_hint and issuer_hint not in found.issuers:

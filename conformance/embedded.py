@@ -38,7 +38,10 @@ def start(defects: frozenset[str] = frozenset()) -> EmbeddedDeployment:
     import mock_idp
     from reference import authorization_server, mcp_server
     from reference.settings import (
-        BASIC_SCOPE, PRIVILEGED_SCOPE, PRIVILEGED_TOOL, ReferenceSettings,
+        BASIC_SCOPE,
+        PRIVILEGED_SCOPE,
+        PRIVILEGED_TOOL,
+        ReferenceSettings,
     )
 
     idp_sock, as_sock, mcp_sock = bind_loopback(), bind_loopback(), bind_loopback()
@@ -53,9 +56,13 @@ def start(defects: frozenset[str] = frozenset()) -> EmbeddedDeployment:
     )
     idp_settings = mock_idp.IdpSettings(
         issuer=idp_issuer,
-        clients=(mock_idp.IdpClient(
-            settings.idp_client_id, settings.idp_client_secret, (f"{issuer}/callback",),
-        ),),
+        clients=(
+            mock_idp.IdpClient(
+                settings.idp_client_id,
+                settings.idp_client_secret,
+                (f"{issuer}/callback",),
+            ),
+        ),
     )
     deployment = EmbeddedDeployment(
         idp_issuer=idp_issuer,

@@ -8,6 +8,7 @@ see, and lose their signature, without which they cannot be replayed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -20,9 +21,23 @@ MAX_BODY_CHARS = 4096
 
 SECRET_HEADERS = {"authorization", "cookie", "set-cookie", "proxy-authorization"}
 SECRET_FIELDS = {
-    "access_token", "refresh_token", "id_token", "code", "code_verifier", "client_secret",
-    "password", "token", "assertion", "client_assertion", "subject_token", "actor_token",
-    "registration_access_token", "initial_access_token", "device_code", "private_key", "d",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "code",
+    "code_verifier",
+    "client_secret",
+    "password",
+    "token",
+    "assertion",
+    "client_assertion",
+    "subject_token",
+    "actor_token",
+    "registration_access_token",
+    "initial_access_token",
+    "device_code",
+    "private_key",
+    "d",
 }
 _JWT = re.compile(r"\b(eyJ[A-Za-z0-9_-]*)\.(eyJ[A-Za-z0-9_-]*|[A-Za-z0-9_-]*)\.([A-Za-z0-9_-]+)")
 _MIN_SCRUB_LEN = 8
@@ -85,7 +100,8 @@ class Redactor:
     def json_value(self, value: Any) -> Any:
         if isinstance(value, dict):
             return {
-                k: self.secret(v) if k in SECRET_FIELDS and isinstance(v, str)
+                k: self.secret(v)
+                if k in SECRET_FIELDS and isinstance(v, str)
                 else self.json_value(v)
                 for k, v in value.items()
             }
@@ -98,10 +114,8 @@ class Redactor:
             return None
         text = content[: MAX_BODY_CHARS * 4].decode("utf-8", errors="replace")
         if "json" in content_type:
-            try:
+            with contextlib.suppress(ValueError):
                 text = json.dumps(self.json_value(json.loads(text)), indent=1)
-            except ValueError:
-                pass
         elif "x-www-form-urlencoded" in content_type:
             text = urlencode(self.pairs(parse_qsl(text, keep_blank_values=True)))
         text = self.scrub(text)

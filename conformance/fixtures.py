@@ -22,9 +22,12 @@ from conformance.discovery import AuthorizationServer, Discovery, discover, json
 from conformance.errors import PreconditionFailed
 from conformance.evidence import Redactor
 from conformance.flows import Flows, TokenSet
-from conformance.http import Http, HostScope, recording
+from conformance.http import HostScope, Http, recording
 from conformance.oauth.clients import (
-    Client, client_from_registration, register, registration_metadata,
+    Client,
+    client_from_registration,
+    register,
+    registration_metadata,
 )
 from conformance.oauth.jwt import SigningKey
 from conformance.servers import ServerThread, bind_loopback
@@ -52,8 +55,13 @@ def run(pytestconfig: pytest.Config) -> Iterator[Run]:
     mcp_url = settings.mcp_url or config.mcp_url
     assert mcp_url
     scope = HostScope()
-    for url in (mcp_url, config.authorization_server, config.second_resource,
-                config.token_signer, config.registration_endpoint):
+    for url in (
+        mcp_url,
+        config.authorization_server,
+        config.second_resource,
+        config.token_signer,
+        config.registration_endpoint,
+    ):
         if url:
             scope.add_url(url)
     scope.hosts.update(h.lower() for h in config.allowed_hosts)
@@ -74,8 +82,9 @@ def run(pytestconfig: pytest.Config) -> Iterator[Run]:
 
 @pytest.fixture(scope="session")
 def discovery(run: Run) -> Discovery:
-    return discover(run.http, run.mcp_url, run.config.protocol_version,
-                    run.config.authorization_server)
+    return discover(
+        run.http, run.mcp_url, run.config.protocol_version, run.config.authorization_server
+    )
 
 
 @pytest.fixture(scope="session")
@@ -97,7 +106,7 @@ def basic_scope(run: Run, discovery: Discovery) -> str | None:
     """The scope for ordinary use: configured, else the 401 challenge's hint."""
     if run.config.basic_scope:
         return run.config.basic_scope
-    for challenge in (discovery.challenge.challenges if discovery.challenge else []):
+    for challenge in discovery.challenge.challenges if discovery.challenge else []:
         if challenge.get("scope"):
             return challenge.get("scope")
     return None
@@ -105,7 +114,9 @@ def basic_scope(run: Run, discovery: Discovery) -> str | None:
 
 @pytest.fixture(scope="session")
 def registration_endpoint(run: Run, authorization_server: AuthorizationServer) -> str | None:
-    return authorization_server.endpoint("registration_endpoint") or run.config.registration_endpoint
+    return (
+        authorization_server.endpoint("registration_endpoint") or run.config.registration_endpoint
+    )
 
 
 @dataclass
@@ -115,14 +126,22 @@ class Clients:
     confidential: Client | None
 
 
-def _register_client(run: Run, endpoint: str, redirect_uris: list[str], auth_method: str,
-                     role: str) -> Client:
+def _register_client(
+    run: Run, endpoint: str, redirect_uris: list[str], auth_method: str, role: str
+) -> Client:
     metadata = registration_metadata(redirect_uris, auth_method)
-    response = register(run.http, endpoint, metadata, run.config.initial_access_token,
-                        note=f"register {role} test client")
+    response = register(
+        run.http,
+        endpoint,
+        metadata,
+        run.config.initial_access_token,
+        note=f"register {role} test client",
+    )
     body = json_object(response)
     if response.status_code not in (200, 201) or not body or "client_id" not in body:
-        raise PreconditionFailed(f"registering the {role} test client failed: {response.status_code}")
+        raise PreconditionFailed(
+            f"registering the {role} test client failed: {response.status_code}"
+        )
     run.redactor.remember(body.get("client_secret"))
     return client_from_registration(body, metadata)
 
@@ -149,21 +168,28 @@ def clients(run: Run, registration_endpoint: str | None) -> Clients:
         assert public is not None
         return Clients(public, client("second_public") or public, client("confidential"))
     if not registration_endpoint:
-        raise PreconditionFailed("the AS advertises no registration_endpoint and the target "
-                                 "config names none (set client.registration_endpoint or "
-                                 "use pre-registered clients)")
+        raise PreconditionFailed(
+            "the AS advertises no registration_endpoint and the target "
+            "config names none (set client.registration_endpoint or "
+            "use pre-registered clients)"
+        )
     uris = redirect_uris_for(run)
     return Clients(
         public=_register_client(run, registration_endpoint, uris, "none", "public"),
         second_public=_register_client(run, registration_endpoint, uris, "none", "second public"),
-        confidential=_register_client(run, registration_endpoint, uris,
-                                      "client_secret_basic", "confidential"),
+        confidential=_register_client(
+            run, registration_endpoint, uris, "client_secret_basic", "confidential"
+        ),
     )
 
 
 @pytest.fixture(scope="session")
-def flows(pytestconfig: pytest.Config, run: Run, authorization_server: AuthorizationServer,
-          basic_scope: str | None) -> Flows:
+def flows(
+    pytestconfig: pytest.Config,
+    run: Run,
+    authorization_server: AuthorizationServer,
+    basic_scope: str | None,
+) -> Flows:
     return Flows(pytestconfig, run.config, run.http, authorization_server, run.mcp_url, basic_scope)
 
 
@@ -188,8 +214,7 @@ def token_signer(run: Run) -> Callable[..., str]:
         pytest.skip("no test token signer configured (hooks.token_signer)")
 
     def sign(claims: dict[str, Any], **header: Any) -> str:
-        response = run.http.post(url, json={"claims": claims, "header": header},
-                                 note="test signer")
+        response = run.http.post(url, json={"claims": claims, "header": header}, note="test signer")
         body = json_object(response)
         if response.status_code != 200 or not body or "token" not in body:
             raise PreconditionFailed(f"the test token signer answered {response.status_code}")
@@ -219,19 +244,26 @@ def attacker_issuer() -> Iterator[AttackerIssuer]:
 
     async def metadata(request: Request) -> JSONResponse:
         fetches.append(str(request.url))
-        return JSONResponse({"issuer": issuer, "jwks_uri": f"{issuer}/jwks",
-                             "authorization_endpoint": f"{issuer}/authorize",
-                             "token_endpoint": f"{issuer}/token",
-                             "response_types_supported": ["code"]})
+        return JSONResponse(
+            {
+                "issuer": issuer,
+                "jwks_uri": f"{issuer}/jwks",
+                "authorization_endpoint": f"{issuer}/authorize",
+                "token_endpoint": f"{issuer}/token",
+                "response_types_supported": ["code"],
+            }
+        )
 
     async def jwks(request: Request) -> JSONResponse:
         fetches.append(str(request.url))
         return JSONResponse(key.jwks())
 
-    app = Starlette(routes=[
-        Route("/.well-known/oauth-authorization-server", metadata),
-        Route("/jwks", jwks),
-    ])
+    app = Starlette(
+        routes=[
+            Route("/.well-known/oauth-authorization-server", metadata),
+            Route("/jwks", jwks),
+        ]
+    )
     server = ServerThread(app, sock, "attacker-as").start()
     try:
         yield AttackerIssuer(issuer, key, fetches)

@@ -46,8 +46,15 @@ class TokenSet:
 class Flows:
     """Builds known-good requests and runs them; negative checks alter one step."""
 
-    def __init__(self, pytest_config: pytest.Config, config: TargetConfig, http: Http,
-                 server: AuthorizationServer, mcp_url: str, basic_scope: str | None) -> None:
+    def __init__(
+        self,
+        pytest_config: pytest.Config,
+        config: TargetConfig,
+        http: Http,
+        server: AuthorizationServer,
+        mcp_url: str,
+        basic_scope: str | None,
+    ) -> None:
         self.pytest_config = pytest_config
         self.config = config
         self.http = http
@@ -74,19 +81,31 @@ class Flows:
         if not condition:
             raise PreconditionFailed(message)
 
-    def request(self, client: Client, *, resource: str | None = _DEFAULT,
-                scope: str | None = _DEFAULT, redirect_uri: str | None = None) -> AuthorizationRequest:
+    def request(
+        self,
+        client: Client,
+        *,
+        resource: str | None = _DEFAULT,
+        scope: str | None = _DEFAULT,
+        redirect_uri: str | None = None,
+    ) -> AuthorizationRequest:
         return AuthorizationRequest.build(
-            self.authorization_endpoint, client.client_id, redirect_uri or client.redirect_uri,
+            self.authorization_endpoint,
+            client.client_id,
+            redirect_uri or client.redirect_uri,
             resource=self.mcp_url if resource is _DEFAULT else resource,
             scope=self.basic_scope if scope is _DEFAULT else scope,
         )
 
-    def send(self, request: AuthorizationRequest, note: str = "authorization request") -> httpx.Response:
+    def send(
+        self, request: AuthorizationRequest, note: str = "authorization request"
+    ) -> httpx.Response:
         """Send the authorization request without signing in or following redirects."""
         return self.http.get(request.url, note=note)
 
-    def redirect_target(self, response: httpx.Response, request: AuthorizationRequest) -> str | None:
+    def redirect_target(
+        self, response: httpx.Response, request: AuthorizationRequest
+    ) -> str | None:
         """The absolute Location when `response` redirects to the request's redirect URI."""
         if not response.is_redirect:
             return None
@@ -98,24 +117,41 @@ class Flows:
             self._user_http[user] = self.http.fork()
         return self._user_http[user]
 
-    def authorize(self, request: AuthorizationRequest, user: str = "alice") -> AuthorizationResponse:
+    def authorize(
+        self, request: AuthorizationRequest, user: str = "alice"
+    ) -> AuthorizationResponse:
         """Run the request through the user's sign-in; return what reached the redirect URI."""
         credentials = self.config.user(user)
         if credentials is None:
             pytest.skip(f"no test user {user!r} in the target config")
-        location = sign_in(self.pytest_config, self._driver, self.user_http(user), request.url,
-                           credentials, request.redirect_uri)
+        location = sign_in(
+            self.pytest_config,
+            self._driver,
+            self.user_http(user),
+            request.url,
+            credentials,
+            request.redirect_uri,
+        )
         return AuthorizationResponse.parse(location)
 
     def code_for(self, request: AuthorizationRequest, user: str = "alice") -> str:
         response = self.authorize(request, user)
-        Flows._require(response.code, f"known-good authorization request got no code "
-                                      f"(error={response.error!r})")
+        Flows._require(
+            response.code,
+            f"known-good authorization request got no code (error={response.error!r})",
+        )
         return str(response.code)
 
-    def redeem(self, client: Client, code: str, request: AuthorizationRequest | None,
-               extra: list[tuple[str, str]] | None = None, *, verifier: str | None = _DEFAULT,
-               note: str = "token request") -> httpx.Response:
+    def redeem(
+        self,
+        client: Client,
+        code: str,
+        request: AuthorizationRequest | None,
+        extra: list[tuple[str, str]] | None = None,
+        *,
+        verifier: str | None = _DEFAULT,
+        note: str = "token request",
+    ) -> httpx.Response:
         params = [("grant_type", "authorization_code"), ("code", code)]
         if verifier is _DEFAULT:
             verifier = request.pkce.verifier if request and request.pkce else None
@@ -130,16 +166,24 @@ class Flows:
         params.extend(extra)
         return token_request(self.http, self.token_endpoint, client, params, note=note)
 
-    def tokens(self, client: Client, user: str = "alice", *, resource: str | None = _DEFAULT,
-               scope: str | None = _DEFAULT) -> TokenSet:
+    def tokens(
+        self,
+        client: Client,
+        user: str = "alice",
+        *,
+        resource: str | None = _DEFAULT,
+        scope: str | None = _DEFAULT,
+    ) -> TokenSet:
         """A complete known-good flow; any failure is a lost precondition, not a verdict."""
         request = self.request(client, resource=resource, scope=scope)
         with recording() as exchanges:
             code = self.code_for(request, user)
             response = self.redeem(client, code, request)
         body = json_object(response)
-        Flows._require(response.status_code == 200 and body and body.get("access_token"),
-                       f"known-good token request failed with {response.status_code}")
+        Flows._require(
+            response.status_code == 200 and body and body.get("access_token"),
+            f"known-good token request failed with {response.status_code}",
+        )
         assert body is not None
         self.http.redactor.remember(body.get("access_token"))
         self.http.redactor.remember(body.get("refresh_token"))

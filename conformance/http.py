@@ -117,8 +117,9 @@ class Http:
         if data is not None:
             content = form(data)
             header_list.append(("Content-Type", "application/x-www-form-urlencoded"))
+        query: Any = params  # httpx accepts both mappings and pair lists
         request = self._client.build_request(
-            method, url, headers=header_list, params=params, json=json, content=content
+            method, url, headers=header_list, params=query, json=json, content=content
         )
         exchange = self._start_exchange(request, note)
         started = time.monotonic()
@@ -154,10 +155,13 @@ class Http:
         finally:
             raw.close()
         headers = [
-            (k, v) for k, v in raw.headers.multi_items()
+            (k, v)
+            for k, v in raw.headers.multi_items()
             if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
         ]
-        return httpx.Response(raw.status_code, headers=headers, content=bytes(body), request=request)
+        return httpx.Response(
+            raw.status_code, headers=headers, content=bytes(body), request=request
+        )
 
     def _start_exchange(self, request: httpx.Request, note: str) -> Exchange:
         r = self.redactor

@@ -23,7 +23,10 @@ from conformance.oauth.authorization import same_endpoint
 class LoginHookSpec:
     @pytest.hookspec(firstresult=True)
     def pytest_conformance_login(  # type: ignore[empty-body]
-        self, config: pytest.Config, authorization_url: str, user: UserCredentials,
+        self,
+        config: pytest.Config,
+        authorization_url: str,
+        user: UserCredentials,
         redirect_uri: str,
     ) -> str | None:
         """Sign `user` in for `authorization_url`; return the URL the AS finally redirected to
@@ -48,9 +51,13 @@ class _FormParser(HTMLParser):
         if tag == "form":
             self._current = Form(a.get("action", ""), a.get("method", "get").lower(), [])
             self.forms.append(self._current)
-        elif tag in ("input", "button") and self._current is not None and a.get("name"):
-            if a.get("type", "text") not in ("submit", "button", "image") or tag == "input":
-                self._current.fields.append((a["name"], a.get("value", "")))
+        elif (
+            tag == "input"
+            and self._current is not None
+            and a.get("name")
+            and a.get("type", "text") not in ("button", "reset", "image", "file")
+        ):
+            self._current.fields.append((a["name"], a.get("value", "")))
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "form":
@@ -73,8 +80,9 @@ class FormLogin:
     def __init__(self, config: TargetConfig) -> None:
         self.config = config
 
-    def sign_in(self, http: Http, authorization_url: str, user: UserCredentials,
-                redirect_uri: str) -> str:
+    def sign_in(
+        self, http: Http, authorization_url: str, user: UserCredentials, redirect_uri: str
+    ) -> str:
         url, method, data = authorization_url, "GET", None
         for _ in range(self.config.login_max_steps):
             response = http.request(method, url, data=data, note=f"login as {user.name}")
@@ -95,8 +103,10 @@ class FormLogin:
                     "no redirect and no login form with fields "
                     f"{self.config.username_field!r}/{self.config.password_field!r}"
                 )
-            filled = {self.config.username_field: user.username,
-                      self.config.password_field: user.password}
+            filled = {
+                self.config.username_field: user.username,
+                self.config.password_field: user.password,
+            }
             data = [(k, filled.get(k, v)) for k, v in form.fields]
             url, method = urljoin(url, form.action or url), form.method.upper()
         raise PreconditionFailed(
@@ -106,17 +116,24 @@ class FormLogin:
 
 
 def sign_in(
-    pytest_config: pytest.Config, driver: FormLogin, http: Http, authorization_url: str,
-    user: UserCredentials, redirect_uri: str,
+    pytest_config: pytest.Config,
+    driver: FormLogin,
+    http: Http,
+    authorization_url: str,
+    user: UserCredentials,
+    redirect_uri: str,
 ) -> str:
     """Sign in through the vendor's hook when one answers, else through the form driver."""
     if driver.config.login_driver == "hook":
         result = pytest_config.hook.pytest_conformance_login(
-            config=pytest_config, authorization_url=authorization_url, user=user,
+            config=pytest_config,
+            authorization_url=authorization_url,
+            user=user,
             redirect_uri=redirect_uri,
         )
         if result is None:
-            raise PreconditionFailed("login driver 'hook' chosen but no plugin implements "
-                                     "pytest_conformance_login")
+            raise PreconditionFailed(
+                "login driver 'hook' chosen but no plugin implements pytest_conformance_login"
+            )
         return str(result)
     return driver.sign_in(http, authorization_url, user, redirect_uri)

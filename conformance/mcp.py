@@ -19,11 +19,14 @@ def jsonrpc(method: str, params: dict[str, Any] | None = None) -> dict[str, Any]
 
 
 def initialize(protocol_version: str) -> dict[str, Any]:
-    return jsonrpc("initialize", {
-        "protocolVersion": protocol_version,
-        "capabilities": {},
-        "clientInfo": {"name": "mcp-auth-conformance", "version": "0.1"},
-    })
+    return jsonrpc(
+        "initialize",
+        {
+            "protocolVersion": protocol_version,
+            "capabilities": {},
+            "clientInfo": {"name": "mcp-auth-conformance", "version": "0.1"},
+        },
+    )
 
 
 def tools_call(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -58,19 +61,23 @@ def messages(response: httpx.Response) -> list[dict[str, Any]]:
     """The JSON-RPC messages of a response body, plain JSON or an SSE stream's `data:` lines."""
     texts = [response.text]
     if "text/event-stream" in response.headers.get("content-type", ""):
-        texts = [line[5:].strip() for line in response.text.splitlines() if line.startswith("data:")]
+        texts = [
+            line[5:].strip() for line in response.text.splitlines() if line.startswith("data:")
+        ]
     found: list[dict[str, Any]] = []
     for text in texts:
         try:
             body = json.loads(text)
         except ValueError:
             continue
-        found.extend(item for item in (body if isinstance(body, list) else [body])
-                     if isinstance(item, dict))
+        found.extend(
+            item for item in (body if isinstance(body, list) else [body]) if isinstance(item, dict)
+        )
     return found
 
 
 def result_of(response: httpx.Response) -> dict[str, Any] | None:
     """The first JSON-RPC `result` object in the response (JSON or SSE), or None."""
-    return next((m["result"] for m in messages(response) if isinstance(m.get("result"), dict)),
-                None)
+    return next(
+        (m["result"] for m in messages(response) if isinstance(m.get("result"), dict)), None
+    )

@@ -32,20 +32,41 @@ from conformance.verdict import Outcome
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("mcp-auth-conformance", "MCP authorization conformance")
-    group.addoption("--target", metavar="URL",
-                    help="MCP endpoint to certify, or 'embedded' for the bundled reference.")
-    group.addoption("--target-config", metavar="FILE",
-                    help="TOML with what cannot be discovered (clients, users, login).")
-    group.addoption("--profile", action="append", default=[], metavar="NAME",
-                    help="Profile to certify (repeatable; default: every profile).")
-    group.addoption("--report-dir", metavar="DIR",
-                    help="Write results.json and summary.md into DIR.")
-    group.addoption("--defect", action="append", default=[], metavar="NAME",
-                    help="With --target embedded: switch this reference defect on (repeatable).")
-    group.addoption("--list-defects", action="store_true",
-                    help="Print the reference deployment's defect switches and exit.")
-    group.addoption("--list-requirements", action="store_true",
-                    help="Print the requirement catalogue and exit.")
+    group.addoption(
+        "--target",
+        metavar="URL",
+        help="MCP endpoint to certify, or 'embedded' for the bundled reference.",
+    )
+    group.addoption(
+        "--target-config",
+        metavar="FILE",
+        help="TOML with what cannot be discovered (clients, users, login).",
+    )
+    group.addoption(
+        "--profile",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="Profile to certify (repeatable; default: every profile).",
+    )
+    group.addoption(
+        "--report-dir", metavar="DIR", help="Write results.json and summary.md into DIR."
+    )
+    group.addoption(
+        "--defect",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="With --target embedded: switch this reference defect on (repeatable).",
+    )
+    group.addoption(
+        "--list-defects",
+        action="store_true",
+        help="Print the reference deployment's defect switches and exit.",
+    )
+    group.addoption(
+        "--list-requirements", action="store_true", help="Print the requirement catalogue and exit."
+    )
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -61,8 +82,10 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
         return 0
     if config.option.list_requirements:
         for requirement in load_catalogue().values():
-            print(f"{requirement.id}\t{requirement.level}\t{requirement.spec_reference}\t"
-                  f"{requirement.summary}")
+            print(
+                f"{requirement.id}\t{requirement.level}\t{requirement.spec_reference}\t"
+                f"{requirement.summary}"
+            )
         return 0
     return None
 
@@ -82,8 +105,9 @@ def _settings(config: pytest.Config) -> RunSettings:
     known_defects = defect_catalogue()
     for name in option.defect:
         if name not in known_defects:
-            raise ConfigError(f"unknown --defect {name!r}; valid: {', '.join(known_defects)} "
-                              "(see --list-defects)")
+            raise ConfigError(
+                f"unknown --defect {name!r}; valid: {', '.join(known_defects)} (see --list-defects)"
+            )
     target_config = load_config(option.target_config) if option.target_config else TargetConfig()
     if target != "embedded" and not target.startswith(("http://", "https://")):
         raise ConfigError(f"--target {target!r} is neither an http(s) URL nor 'embedded'")
@@ -102,7 +126,9 @@ def _is_worker(config: pytest.Config) -> bool:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "requirement(*ids): catalogued requirement IDs a check proves")
+    config.addinivalue_line(
+        "markers", "requirement(*ids): catalogued requirement IDs a check proves"
+    )
     if not config.option.target:
         return
     try:

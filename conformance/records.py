@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 
 from conformance.errors import HarnessError
-from conformance.verdict import Outcome, Status, Verdict, catalogue_level, outcome_for, worst_outcome
+from conformance.verdict import (
+    Outcome,
+    Status,
+    Verdict,
+    catalogue_level,
+    outcome_for,
+    worst_outcome,
+)
 
 CHECKS_DIR = Path(__file__).parent / "checks"
 RECORD_KEY = "conformance"
@@ -46,7 +53,9 @@ def _skip_reason(excinfo: pytest.ExceptionInfo[BaseException]) -> str:
 
 
 def build_record(
-    item: pytest.Item, when: str, excinfo: pytest.ExceptionInfo[BaseException] | None,
+    item: pytest.Item,
+    when: str,
+    excinfo: pytest.ExceptionInfo[BaseException] | None,
     verdict: Verdict | None,
 ) -> dict[str, Any]:
     requirements = declared_requirements(item)
@@ -62,7 +71,8 @@ def build_record(
     elif excinfo is not None:
         # The check could not finish: what it already proved violated stays violated,
         # everything else is an error of the harness or a lost precondition.
-        reason = f"{'setup' if when == 'setup' else 'check'} could not complete: {_one_line(excinfo.value)}"
+        phase = "setup" if when == "setup" else "check"
+        reason = f"{phase} could not complete: {_one_line(excinfo.value)}"
         statuses = {
             rid: Status.VIOLATED if violated.get(rid) is Status.VIOLATED else Status.ERROR
             for rid in requirements
@@ -85,8 +95,12 @@ def build_record(
         "outcome": outcome.value,
         "reason": reason,
         "findings": [
-            {"requirement": f.requirement, "satisfied": f.satisfied, "tolerated": f.tolerated,
-             "message": f.message}
+            {
+                "requirement": f.requirement,
+                "satisfied": f.satisfied,
+                "tolerated": f.tolerated,
+                "message": f.message,
+            }
             for f in (verdict.findings if verdict else [])
         ],
         "notes": list(verdict.notes) if verdict else [],

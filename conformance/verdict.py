@@ -36,7 +36,11 @@ class Status(StrEnum):
 
 # Worst first: combining several observations of one requirement keeps the worst.
 _STATUS_ORDER = (
-    Status.VIOLATED, Status.ERROR, Status.TOLERATED, Status.SATISFIED, Status.SKIPPED,
+    Status.VIOLATED,
+    Status.ERROR,
+    Status.TOLERATED,
+    Status.SATISFIED,
+    Status.SKIPPED,
 )
 _OUTCOME_ORDER = (Outcome.FAILED, Outcome.ERROR, Outcome.WARNING, Outcome.PASSED, Outcome.SKIPPED)
 
@@ -80,7 +84,7 @@ class Verdict:
     evidence: list[Exchange] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def expect(self, requirement: str, condition: bool, message: str) -> bool:
+    def expect(self, requirement: str, condition: object, message: str) -> bool:
         """Record whether `requirement` held; `message` says what was observed when it did not."""
         if requirement not in self.requirements:
             raise KeyError(f"check does not declare requirement {requirement}")

@@ -1,4 +1,4 @@
-"""Profiles: named sets of requirements a deployment is certified against (data beside this file)."""
+"""Profiles: named sets of requirements a deployment is certified against (data beside this)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def _parse(data: dict[str, object], source: str) -> Profile:
     if unknown := set(data) - _KEYS:
         raise CatalogueError(f"profile {source}: unknown keys {sorted(unknown)}")
     catalogue = load_catalogue()
-    requirements = tuple(data["requirements"])  # type: ignore[arg-type]
+    requirements: tuple[str, ...] = tuple(data["requirements"])  # type: ignore[arg-type]
     levels = dict(data.get("levels", {}))  # type: ignore[call-overload]
     for rid in (*requirements, *levels):
         if rid not in catalogue:

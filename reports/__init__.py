@@ -56,36 +56,57 @@ def build_results(records: list[dict[str, Any]], settings: RunSettings) -> dict[
         for rid in profile.requirements:
             status = requirement_status(records, rid)
             level = profile.level_of(rid)
-            outcome = ("not_run" if status is None
-                       else outcome_for(status, level, profile.strict).value)
-            rows.append({"id": rid, "level": level, "outcome": outcome,
-                         "checks": by_requirement.get(rid, [])})
+            outcome = (
+                "not_run" if status is None else outcome_for(status, level, profile.strict).value
+            )
+            rows.append(
+                {
+                    "id": rid,
+                    "level": level,
+                    "outcome": outcome,
+                    "checks": by_requirement.get(rid, []),
+                }
+            )
         counts = {o: sum(1 for row in rows if row["outcome"] == o) for o in OUTCOMES}
-        profiles.append({
-            "name": profile.name,
-            "title": profile.title,
-            "conformant": counts["failed"] == 0 and counts["error"] == 0 and counts["not_run"] == 0,
-            "complete": counts["not_run"] == 0,
-            "counts": counts,
-            "requirements": rows,
-        })
+        profiles.append(
+            {
+                "name": profile.name,
+                "title": profile.title,
+                "conformant": counts["failed"] == 0
+                and counts["error"] == 0
+                and counts["not_run"] == 0,
+                "complete": counts["not_run"] == 0,
+                "counts": counts,
+                "requirements": rows,
+            }
+        )
     requirements = []
     for rid, requirement in catalogue.items():
         status = requirement_status(records, rid)
-        reasons = [f["message"] for r in records for f in r["findings"]
-                   if f["requirement"] == rid and (not f["satisfied"] or f.get("tolerated"))]
-        requirements.append({
-            "id": rid,
-            "level": requirement.level,
-            "component": requirement.component,
-            "title": requirement.title,
-            "summary": requirement.summary,
-            "note": requirement.note,
-            "versions": list(requirement.versions),
-            "refs": [{"spec": r.spec, "section": r.section, "url": r.url} for r in requirement.refs],
-            "outcome": "not_run" if status is None else outcome_for(status, requirement.level).value,
-            "reasons": reasons,
-        })
+        reasons = [
+            f["message"]
+            for r in records
+            for f in r["findings"]
+            if f["requirement"] == rid and (not f["satisfied"] or f.get("tolerated"))
+        ]
+        requirements.append(
+            {
+                "id": rid,
+                "level": requirement.level,
+                "component": requirement.component,
+                "title": requirement.title,
+                "summary": requirement.summary,
+                "note": requirement.note,
+                "versions": list(requirement.versions),
+                "refs": [
+                    {"spec": r.spec, "section": r.section, "url": r.url} for r in requirement.refs
+                ],
+                "outcome": "not_run"
+                if status is None
+                else outcome_for(status, requirement.level).value,
+                "reasons": reasons,
+            }
+        )
     results = {
         "schema_version": 1,
         "suite": {"name": "mcp-auth-conformance", "version": _suite_version()},

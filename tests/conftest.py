@@ -36,9 +36,22 @@ def run_suite(tmp_path: Path, *args: str, timeout: float = SUITE_TIMEOUT) -> Sui
     """`pytest ARGS --report-dir DIR` in a fresh process, from a directory outside the repo."""
     report_dir = tmp_path / "report"
     completed = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-         "--report-dir", str(report_dir), *args],
-        cwd=tmp_path, capture_output=True, text=True, timeout=timeout, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--report-dir",
+            str(report_dir),
+            *args,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     return SuiteRun(completed.returncode, completed.stdout, completed.stderr, report_dir)
 

@@ -14,8 +14,11 @@ CHECKED = {rid for ids in CHECKS.values() for rid in ids}
 
 def test_every_check_names_catalogued_requirements() -> None:
     assert CHECKS
-    bad = {check: ids for check, ids in CHECKS.items()
-           if not ids or any(rid not in CATALOGUE for rid in ids)}
+    bad = {
+        check: ids
+        for check, ids in CHECKS.items()
+        if not ids or any(rid not in CATALOGUE for rid in ids)
+    }
     assert not bad
 
 

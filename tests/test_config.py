@@ -27,9 +27,13 @@ def test_preregistered_needs_a_public_client() -> None:
 
 
 def test_preregistered_clients_are_read() -> None:
-    config = parse_config({"client": {
-        "public": {"client_id": "pub"},
-        "confidential": {"client_id": "conf", "client_secret": "s3cret-value"},
-    }})
+    config = parse_config(
+        {
+            "client": {
+                "public": {"client_id": "pub"},
+                "confidential": {"client_id": "conf", "client_secret": "s3cret-value"},
+            }
+        }
+    )
     assert config.registration == "preregistered"
     assert config.preregistered["confidential"].auth_method == "client_secret_basic"

@@ -20,8 +20,9 @@ CATALOGUE = load_catalogue()
 
 
 @pytest.mark.parametrize("name", sorted(DEFECTS))
-def test_defect_fails_exactly_its_requirements(name: str, clean_run: SuiteRun,
-                                               tmp_path: Path) -> None:
+def test_defect_fails_exactly_its_requirements(
+    name: str, clean_run: SuiteRun, tmp_path: Path
+) -> None:
     defect = DEFECTS[name]
     run = run_suite(tmp_path, "--target", "embedded", "--defect", name)
     results = run.results
@@ -30,8 +31,12 @@ def test_defect_fails_exactly_its_requirements(name: str, clean_run: SuiteRun,
     for rid in defect.requirements:
         expected = "failed" if CATALOGUE[rid].level == "MUST" else "warning"
         assert outcomes[rid] == expected, f"{rid}: {outcomes[rid]}"
-        named = [f for c in results["checks"] for f in c["findings"]
-                 if f["requirement"] == rid and not f["satisfied"]]
+        named = [
+            f
+            for c in results["checks"]
+            for f in c["findings"]
+            if f["requirement"] == rid and not f["satisfied"]
+        ]
         assert named, f"no finding names {rid}"
     assert run.exit_code != 0
 

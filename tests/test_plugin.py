@@ -18,8 +18,14 @@ from tests.conftest import run_suite
 
 
 def pytest_cli(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
-                          cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
@@ -41,8 +47,9 @@ def test_list_requirements_prints_the_catalogue(tmp_path: Path) -> None:
     assert result.returncode == 0
     rows = [line.split("\t") for line in result.stdout.splitlines()]
     assert [row[0] for row in rows] == list(load_catalogue())
-    assert all(len(row) == 4 and row[1] in ("MUST", "SHOULD", "MAY") and "§" in row[2]
-               for row in rows)
+    assert all(
+        len(row) == 4 and row[1] in ("MUST", "SHOULD", "MAY") and "§" in row[2] for row in rows
+    )
 
 
 def test_unreachable_target_fails_fast_with_one_line(tmp_path: Path) -> None:
@@ -63,8 +70,11 @@ def test_non_mcp_target_is_named_as_such(tmp_path: Path) -> None:
     async def page(request: object) -> HTMLResponse:
         return HTMLResponse("<h1>not here</h1>", status_code=404)
 
-    server = ServerThread(Starlette(routes=[Route("/{p:path}", page, methods=["GET", "POST"])]),
-                          bind_loopback(), "not-mcp").start()
+    server = ServerThread(
+        Starlette(routes=[Route("/{p:path}", page, methods=["GET", "POST"])]),
+        bind_loopback(),
+        "not-mcp",
+    ).start()
     try:
         result = pytest_cli("--target", f"{server.url}/mcp", cwd=tmp_path)
     finally:
@@ -74,13 +84,18 @@ def test_non_mcp_target_is_named_as_such(tmp_path: Path) -> None:
     assert len(lines) == 1 and "does not look like an MCP endpoint" in lines[0]
 
 
-@pytest.mark.parametrize(("toml", "expected"), [
-    ("[target]\nmcp_urll = 'x'\n", "unknown key target.mcp_urll"),
-    ("[login]\ndriver = 'browser'\n", "login.driver"),
-    ("[[users]]\nname = 'alice'\nusername = 'alice'\npassword = '${NOT_SET_ANYWHERE}'\n",
-     "NOT_SET_ANYWHERE"),
-    ("[target\n", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ("[target]\nmcp_urll = 'x'\n", "unknown key target.mcp_urll"),
+        ("[login]\ndriver = 'browser'\n", "login.driver"),
+        (
+            "[[users]]\nname = 'alice'\nusername = 'alice'\npassword = '${NOT_SET_ANYWHERE}'\n",
+            "NOT_SET_ANYWHERE",
+        ),
+        ("[target\n", "not valid TOML"),
+    ],
+)
 def test_bad_target_config_names_what_to_fix(tmp_path: Path, toml: str, expected: str) -> None:
     config = tmp_path / "target.toml"
     config.write_text(toml)
@@ -90,10 +105,13 @@ def test_bad_target_config_names_what_to_fix(tmp_path: Path, toml: str, expected
     assert len(lines) == 1 and expected in lines[0], lines
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (["--profile", "nope"], "valid: mcp-2025-06-18"),
-    (["--defect", "nope"], "valid: prm-not-discoverable"),
-])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--profile", "nope"], "valid: mcp-2025-06-18"),
+        (["--defect", "nope"], "valid: prm-not-discoverable"),
+    ],
+)
 def test_unknown_names_list_the_valid_ones(tmp_path: Path, args: list[str], expected: str) -> None:
     result = pytest_cli("--target", "embedded", *args, cwd=tmp_path)
     lines = error_lines(result)
@@ -101,8 +119,9 @@ def test_unknown_names_list_the_valid_ones(tmp_path: Path, args: list[str], expe
 
 
 def test_defect_needs_the_embedded_target(tmp_path: Path) -> None:
-    result = pytest_cli("--target", "http://127.0.0.1:9/mcp", "--defect", "rs-ignores-audience",
-                        cwd=tmp_path)
+    result = pytest_cli(
+        "--target", "http://127.0.0.1:9/mcp", "--defect", "rs-ignores-audience", cwd=tmp_path
+    )
     assert result.returncode != 0 and "only with --target embedded" in result.stdout + result.stderr
 
 
@@ -113,7 +132,7 @@ def test_profile_option_selects_its_checks_and_reports_only_it(tmp_path: Path) -
     assert not any(c["id"].startswith("resource_server/") for c in run.results["checks"])
 
 
-SYNTHETIC_CHECKS = textwrap.dedent('''
+SYNTHETIC_CHECKS = textwrap.dedent("""
     import pytest
     from conformance.errors import PreconditionFailed
 
@@ -152,17 +171,25 @@ SYNTHETIC_CHECKS = textwrap.dedent('''
     @pytest.mark.requirement("DCR-REGISTER-201")
     def test_broken_fixture(broken):
         pass
-''')
+""")
 
 
 def test_findings_map_to_the_five_verdicts(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_synthetic=SYNTHETIC_CHECKS)
     report_dir = pytester.path / "out"
-    result = pytester.runpytest_subprocess("test_synthetic.py", "--target", "embedded",
-                                           "--report-dir", str(report_dir),
-                                           "-p", "no:cacheprovider")
-    checks = {c["id"].split("::")[1]: c for c in
-              json.loads((report_dir / "results.json").read_text())["checks"]}
+    result = pytester.runpytest_subprocess(
+        "test_synthetic.py",
+        "--target",
+        "embedded",
+        "--report-dir",
+        str(report_dir),
+        "-p",
+        "no:cacheprovider",
+    )
+    checks = {
+        c["id"].split("::")[1]: c
+        for c in json.loads((report_dir / "results.json").read_text())["checks"]
+    }
     assert {name: c["outcome"] for name, c in checks.items()} == {
         "test_must_violated": "failed",
         "test_should_violated": "warning",

@@ -60,7 +60,7 @@ def parse_www_authenticate(values: list[str]) -> ParsedHeader:
                 if name in current.params:
                     current.duplicated.append(name)
                 current.params[name] = value
-                rest = rest[param.end():]
+                rest = rest[param.end() :]
                 continue
             scheme = re.match(rf"({_TOKEN})(?:\s+|$|(?=,))", rest)
             if not scheme:
@@ -68,11 +68,11 @@ def parse_www_authenticate(values: list[str]) -> ParsedHeader:
                 break
             current = Challenge(scheme.group(1))
             challenges.append(current)
-            rest = rest[scheme.end():]
+            rest = rest[scheme.end() :]
             token68 = re.match(rf"({_TOKEN68})\s*(?:,|$)", rest)
             if token68 and not _PARAM.match(rest):
                 current.token68 = token68.group(1)
-                rest = rest[token68.end():]
+                rest = rest[token68.end() :]
     return ParsedHeader(challenges, errors)
 
 

@@ -60,7 +60,9 @@ class SigningKey:
 
     def sign(self, payload: dict[str, Any], typ: str = "at+jwt", **headers: Any) -> str:
         return jwt.encode(
-            payload, self.private_key, algorithm="RS256",
+            payload,
+            self.private_key,
+            algorithm="RS256",
             headers={"typ": typ, "kid": self.kid, **headers},
         )
 

@@ -44,6 +44,7 @@ def create_app(settings: ReferenceSettings) -> Starlette:
     if settings.test_signer:
         routes.append(Route("/_test/sign", sign_endpoint, methods=["POST"]))
     app = Starlette(routes=routes)
-    app.state.ctx = Context(settings=settings, store=Store(), key=generate_signing_key(),
-                            idp=IdpClient(settings))
+    app.state.ctx = Context(
+        settings=settings, store=Store(), key=generate_signing_key(), idp=IdpClient(settings)
+    )
     return app

@@ -56,6 +56,7 @@ class ValidatedRequest:
 
 # --- redirect URI matching (OAuth 2.1 §2.3.1, RFC 8252 §7.3) ---
 
+
 def _loopback_without_port(uri: str) -> str | None:
     """`uri` with its port removed, if it is an http URI on a loopback host; else None."""
     m = _LOOPBACK_URI.match(uri)
@@ -92,6 +93,7 @@ def resolve_redirect_uri(ctx: Context, client: Client, requested: str | None) ->
 
 
 # --- refusing unsafe redirects (OAuth 2.1 §4.1.2.1) ---
+
 
 def _host(uri: str) -> str | None:
     try:
@@ -138,6 +140,7 @@ def refuse_without_redirect(
 
 # --- request validation (step 3) ---
 
+
 def _check_response_type(ctx: Context, client: Client, response_type: str | None) -> str:
     """OAuth 2.1 §4.1.1 (`code` only) and §10.1 (no implicit grant)."""
     if response_type is None:
@@ -145,11 +148,13 @@ def _check_response_type(ctx: Context, client: Client, response_type: str | None
     if response_type == "token" and ctx.defect("authz-implicit-enabled"):
         return response_type
     if response_type != "code":
-        raise AuthorizationError("unsupported_response_type",
-                                 f"response_type {response_type!r} is not supported")
+        raise AuthorizationError(
+            "unsupported_response_type", f"response_type {response_type!r} is not supported"
+        )
     if "authorization_code" not in client.grant_types:
-        raise AuthorizationError("unauthorized_client",
-                                 "the client is not registered for authorization_code")
+        raise AuthorizationError(
+            "unauthorized_client", "the client is not registered for authorization_code"
+        )
     return response_type
 
 
@@ -172,8 +177,9 @@ def _check_pkce(ctx: Context, params: Params) -> tuple[str | None, str | None]:
         return challenge, method
     if method not in (None, "plain") and ctx.defect("authz-unknown-challenge-method"):
         return challenge, "plain"
-    raise AuthorizationError("invalid_request",
-                             f"code_challenge_method must be S256 (got {method or 'none'})")
+    raise AuthorizationError(
+        "invalid_request", f"code_challenge_method must be S256 (got {method or 'none'})"
+    )
 
 
 def check_resource(ctx: Context, values: list[str]) -> str | None:
@@ -190,8 +196,9 @@ def check_resource(ctx: Context, values: list[str]) -> str | None:
     if ctx.defect("authz-resource-not-validated"):
         return resource
     if not is_absolute_uri_without_fragment(resource):
-        raise AuthorizationError("invalid_target",
-                                 "resource must be an absolute URI without a fragment")
+        raise AuthorizationError(
+            "invalid_target", "resource must be an absolute URI without a fragment"
+        )
     if resource not in ctx.resources:
         raise AuthorizationError("invalid_target", f"unknown resource {resource!r}")
     return resource
@@ -218,14 +225,16 @@ def validate_request(
 ) -> ValidatedRequest:
     """Step 3: checks whose failures are redirected to the client."""
     if repeated:
-        raise AuthorizationError("invalid_request",
-                                 f"repeated parameter(s): {', '.join(sorted(repeated))}")
+        raise AuthorizationError(
+            "invalid_request", f"repeated parameter(s): {', '.join(sorted(repeated))}"
+        )
     response_type = _check_response_type(ctx, client, params.get("response_type"))
     challenge, method = (None, None) if response_type == "token" else _check_pkce(ctx, params)
     resource = check_resource(ctx, params.all("resource"))
     scope = grant_scope(ctx, params.get("scope"))
-    return ValidatedRequest(client, redirect_uri, response_type, params.get("state"),
-                            challenge, method, resource, scope)
+    return ValidatedRequest(
+        client, redirect_uri, response_type, params.get("state"), challenge, method, resource, scope
+    )
 
 
 async def authorize_endpoint(request: Request) -> Response:
@@ -233,14 +242,18 @@ async def authorize_endpoint(request: Request) -> Response:
     ctx = context(request)
     ctx.store.prune()
     params = collect(request.query_params.multi_items())
-    repeated = [] if ctx.defect("authz-duplicate-params-accepted") else params.repeated(
-        allowed=("resource",))  # RFC 8707 §2 lets `resource` repeat; judged in check_resource
+    repeated = (
+        []
+        if ctx.defect("authz-duplicate-params-accepted")
+        else params.repeated(allowed=("resource",))
+    )  # RFC 8707 §2 lets `resource` repeat; judged in check_resource
     state = params.get("state")
     # (1) OAuth 2.1 §3.1: repeated parameters; without one client/redirect there is no safe
     # place to report the error to.
     if "client_id" in repeated or "redirect_uri" in repeated:
-        return error_page("Invalid authorization request",
-                          "client_id and redirect_uri must not be repeated")
+        return error_page(
+            "Invalid authorization request", "client_id and redirect_uri must not be repeated"
+        )
     # (2) OAuth 2.1 §4.1.2.1: never redirect for an unknown client or unregistered URI.
     requested_uri = params.get("redirect_uri")
     client = ctx.store.clients.get(params.get("client_id") or "")
@@ -248,8 +261,9 @@ async def authorize_endpoint(request: Request) -> Response:
         return refuse_without_redirect(ctx, None, requested_uri, "unknown client_id", state)
     redirect_uri = resolve_redirect_uri(ctx, client, requested_uri)
     if redirect_uri is None:
-        return refuse_without_redirect(ctx, client, requested_uri,
-                                       "redirect_uri is missing or not registered", state)
+        return refuse_without_redirect(
+            ctx, client, requested_uri, "redirect_uri is missing or not registered", state
+        )
     # (3) errors from here on go back to the client.
     try:
         validated = validate_request(ctx, client, redirect_uri, params, repeated)

@@ -52,7 +52,7 @@ def plain_server_error() -> PlainTextResponse:
 def error_page(title: str, message: str, status: int = 400) -> Response:
     """An HTML error page shown to the user instead of a redirect (OAuth 2.1 §4.1.2.1)."""
     body = (
-        "<!doctype html><html><head><meta charset=\"utf-8\">"
+        '<!doctype html><html><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title></head>"
         f"<body><h1>{html.escape(title)}</h1><p>{html.escape(message)}</p></body></html>"
     )

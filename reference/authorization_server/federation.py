@@ -80,7 +80,8 @@ class IdpClient:
         """OIDC Discovery §4: `{issuer}/.well-known/openid-configuration`."""
         if self._discovery is None:
             doc = await self._request(
-                "GET", f"{self._settings.idp_issuer}/.well-known/openid-configuration")
+                "GET", f"{self._settings.idp_issuer}/.well-known/openid-configuration"
+            )
             for member in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
                 if not isinstance(doc.get(member), str):
                     raise IdpError(f"IdP discovery lacks {member}")
@@ -110,9 +111,14 @@ class IdpClient:
         """OIDC Core §3.1.3.1 token request, authenticated with client_secret_basic."""
         s = self._settings
         return await self._request(
-            "POST", (await self.discovery())["token_endpoint"],
-            data={"grant_type": "authorization_code", "code": code,
-                  "redirect_uri": redirect_uri, "code_verifier": verifier},
+            "POST",
+            (await self.discovery())["token_endpoint"],
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": redirect_uri,
+                "code_verifier": verifier,
+            },
             auth=(quote_plus(s.idp_client_id), quote_plus(s.idp_client_secret)),
             headers={"Accept": "application/json"},
         )
@@ -129,8 +135,12 @@ class IdpClient:
         key = await self._key_for(header.get("kid"))
         try:
             claims: dict[str, Any] = jwt.decode(
-                id_token, key.key, algorithms=[alg], audience=self._settings.idp_client_id,
-                issuer=self._settings.idp_issuer, leeway=30,
+                id_token,
+                key.key,
+                algorithms=[alg],
+                audience=self._settings.idp_client_id,
+                issuer=self._settings.idp_issuer,
+                leeway=30,
                 options={"require": ["iss", "sub", "aud", "exp", "iat"]},
             )
         except jwt.PyJWTError as exc:
@@ -147,10 +157,17 @@ async def start_login(ctx: Context, req: ValidatedRequest) -> Response:
     except IdpError as exc:
         return error_page("Sign-in unavailable", str(exc), 502)
     pending = PendingAuthorization(
-        id=random_token(32), client_id=req.client.client_id, redirect_uri=req.redirect_uri,
-        response_type=req.response_type, state=req.state, code_challenge=req.code_challenge,
-        code_challenge_method=req.code_challenge_method, resource=req.resource,
-        scope=req.scope, nonce=random_token(16), idp_code_verifier=secrets.token_urlsafe(48),
+        id=random_token(32),
+        client_id=req.client.client_id,
+        redirect_uri=req.redirect_uri,
+        response_type=req.response_type,
+        state=req.state,
+        code_challenge=req.code_challenge,
+        code_challenge_method=req.code_challenge_method,
+        resource=req.resource,
+        scope=req.scope,
+        nonce=random_token(16),
+        idp_code_verifier=secrets.token_urlsafe(48),
     )
     ctx.store.pending[pending.id] = pending
     params = {
@@ -169,9 +186,15 @@ async def start_login(ctx: Context, req: ValidatedRequest) -> Response:
 def issue_code(ctx: Context, pending: PendingAuthorization, user: str, auth_time: int) -> str:
     """OAuth 2.1 §4.1.2: a single-use, short-lived code bound to the request."""
     code = AuthorizationCode(
-        code=random_token(32), client_id=pending.client_id, redirect_uri=pending.redirect_uri,
-        code_challenge=pending.code_challenge, code_challenge_method=pending.code_challenge_method,
-        resource=pending.resource, scope=pending.scope, user=user, auth_time=auth_time,
+        code=random_token(32),
+        client_id=pending.client_id,
+        redirect_uri=pending.redirect_uri,
+        code_challenge=pending.code_challenge,
+        code_challenge_method=pending.code_challenge_method,
+        resource=pending.resource,
+        scope=pending.scope,
+        user=user,
+        auth_time=auth_time,
         expires_at=now() + ctx.settings.code_lifetime,
     )
     ctx.store.codes[code.code] = code
@@ -183,13 +206,28 @@ def implicit_response(
 ) -> Response:
     """Only under `authz-implicit-enabled`: an access token in the redirect fragment."""
     resource = pending.resource or ctx.settings.mcp_url
-    grant = ctx.store.new_grant(client_id=pending.client_id, user=user, scope=pending.scope,
-                                resource=resource, auth_time=auth_time)
+    grant = ctx.store.new_grant(
+        client_id=pending.client_id,
+        user=user,
+        scope=pending.scope,
+        resource=resource,
+        auth_time=auth_time,
+    )
     token, lifetime = mint_access_token(
-        ctx, client_id=pending.client_id, user=user, scope=pending.scope, resource=resource,
-        auth_time=auth_time, grant_id=grant.id)
-    params = {"access_token": token, "token_type": "Bearer", "expires_in": str(lifetime),
-              "scope": " ".join(pending.scope)}
+        ctx,
+        client_id=pending.client_id,
+        user=user,
+        scope=pending.scope,
+        resource=resource,
+        auth_time=auth_time,
+        grant_id=grant.id,
+    )
+    params = {
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": str(lifetime),
+        "scope": " ".join(pending.scope),
+    }
     if pending.state is not None:
         params["state"] = pending.state
     return redirect(with_params(pending.redirect_uri, add_iss(ctx, params), fragment=True), 303)
@@ -209,8 +247,10 @@ async def callback_endpoint(request: Request) -> Response:
 
     idp_error = params.get("error")
     if idp_error is not None:
-        return fail(idp_error if idp_error in PASSED_ON_ERRORS else "access_denied",
-                    params.get("error_description") or "sign-in was not completed")
+        return fail(
+            idp_error if idp_error in PASSED_ON_ERRORS else "access_denied",
+            params.get("error_description") or "sign-in was not completed",
+        )
     # RFC 9207 §2.4: if the IdP identifies itself, it must be the IdP we sent the user to.
     idp_iss, idp_code = params.get("iss"), params.get("code")
     if idp_iss is not None and idp_iss != ctx.settings.idp_issuer:
@@ -218,8 +258,9 @@ async def callback_endpoint(request: Request) -> Response:
     if idp_code is None:
         return fail("server_error", "the identity provider returned no code")
     try:
-        tokens = await ctx.idp.exchange_code(idp_code, pending.idp_code_verifier,
-                                             ctx.url("/callback"))
+        tokens = await ctx.idp.exchange_code(
+            idp_code, pending.idp_code_verifier, ctx.url("/callback")
+        )
         id_token = tokens.get("id_token")
         if not isinstance(id_token, str):
             raise IdpError("the IdP token response has no id_token")

@@ -21,8 +21,15 @@ def _refresh_token_info(ctx: Context, token: str) -> dict[str, Any] | None:
     if rt is None:
         return None
     grant = ctx.store.grants[rt.grant_id]
-    return {"active": True, "scope": " ".join(grant.scope), "client_id": rt.client_id,
-            "sub": grant.user, "aud": grant.resource, "iss": ctx.issuer, "iat": rt.issued_at}
+    return {
+        "active": True,
+        "scope": " ".join(grant.scope),
+        "client_id": rt.client_id,
+        "sub": grant.user,
+        "aud": grant.resource,
+        "iss": ctx.issuer,
+        "iat": rt.issued_at,
+    }
 
 
 def _access_token_info(ctx: Context, token: str) -> dict[str, Any] | None:
@@ -32,9 +39,18 @@ def _access_token_info(ctx: Context, token: str) -> dict[str, Any] | None:
     record = ctx.store.active_access_token(str(claims["jti"]))
     if record is None:
         return None
-    return {"active": True, "scope": " ".join(record.scope), "client_id": record.client_id,
-            "sub": record.user, "aud": record.aud, "exp": record.exp, "iat": record.iat,
-            "iss": ctx.issuer, "jti": record.jti, "token_type": "Bearer"}
+    return {
+        "active": True,
+        "scope": " ".join(record.scope),
+        "client_id": record.client_id,
+        "sub": record.user,
+        "aud": record.aud,
+        "exp": record.exp,
+        "iat": record.iat,
+        "iss": ctx.issuer,
+        "jti": record.jti,
+        "token_type": "Bearer",
+    }
 
 
 def introspect(ctx: Context, token: str, hint: str | None) -> dict[str, Any]:
@@ -58,8 +74,7 @@ async def introspection_endpoint(request: Request) -> Response:
         form = await read_form(request)
         creds = presented_credentials(request, form)
         if creds.secret is None:
-            raise OAuthError("invalid_client", "introspection requires client authentication",
-                             401)
+            raise OAuthError("invalid_client", "introspection requires client authentication", 401)
         verify_secret(ctx, creds)
         token = form.get("token")
         if token is None:

@@ -28,15 +28,22 @@ class SigningKey:
     def public_jwk(self) -> dict[str, Any]:
         """The public JWK only: no private members (`d`, `p`, `q`, ...)."""
         jwk = RSAAlgorithm.to_jwk(self.public_key, as_dict=True)
-        return {"kty": "RSA", "n": jwk["n"], "e": jwk["e"], "kid": self.kid,
-                "use": "sig", "alg": ALGORITHM}
+        return {
+            "kty": "RSA",
+            "n": jwk["n"],
+            "e": jwk["e"],
+            "kid": self.kid,
+            "use": "sig",
+            "alg": ALGORITHM,
+        }
 
 
 def _thumbprint(public_key: rsa.RSAPublicKey) -> str:
     """RFC 7638 JWK thumbprint (SHA-256 over the canonical required members), used as `kid`."""
     jwk = RSAAlgorithm.to_jwk(public_key, as_dict=True)
-    canonical = json.dumps({"e": jwk["e"], "kty": "RSA", "n": jwk["n"]},
-                           separators=(",", ":"), sort_keys=True)
+    canonical = json.dumps(
+        {"e": jwk["e"], "kty": "RSA", "n": jwk["n"]}, separators=(",", ":"), sort_keys=True
+    )
     digest = hashlib.sha256(canonical.encode()).digest()
     return base64url_encode(digest).decode()
 

@@ -36,8 +36,10 @@ def build_metadata(ctx: Context) -> dict[str, Any]:
         "grant_types_supported": grant_types,
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": list(SUPPORTED_AUTH_METHODS),
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic",
-                                                          "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+        ],
         "revocation_endpoint_auth_methods_supported": list(SUPPORTED_AUTH_METHODS),
         "scopes_supported": list(SCOPES_SUPPORTED),
         # RFC 9207 §3: the `iss` authorization response parameter is always sent.

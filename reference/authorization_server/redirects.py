@@ -47,13 +47,19 @@ def redirect(location: str, status: int = 302) -> Response:
 
 
 def error_redirect(
-    ctx: Context, redirect_uri: str, err: AuthorizationError, state: str | None,
+    ctx: Context,
+    redirect_uri: str,
+    err: AuthorizationError,
+    state: str | None,
     status: int = 302,
 ) -> Response:
     """OAuth 2.1 §4.1.2.1: error, error_description, state (exactly as received), iss."""
     if ctx.defect("authz-error-as-json"):
-        return JSONResponse({"error": err.error, "error_description": err.description},
-                            status_code=400, headers=NO_STORE)
+        return JSONResponse(
+            {"error": err.error, "error_description": err.description},
+            status_code=400,
+            headers=NO_STORE,
+        )
     params = {"error": err.error, "error_description": err.description}
     if state is not None and not ctx.defect("authz-state-dropped-on-error"):
         params["state"] = state

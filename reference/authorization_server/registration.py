@@ -19,8 +19,15 @@ SUPPORTED_RESPONSE_TYPES = ("code",)
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 # Client metadata this AS records and echoes (RFC 7591 §2); anything else is ignored.
 ECHOED_FIELDS = (
-    "client_name", "client_uri", "logo_uri", "scope", "contacts", "tos_uri", "policy_uri",
-    "software_id", "software_version",
+    "client_name",
+    "client_uri",
+    "logo_uri",
+    "scope",
+    "contacts",
+    "tos_uri",
+    "policy_uri",
+    "software_id",
+    "software_version",
 )
 
 
@@ -78,8 +85,11 @@ def _grant_types(ctx: Context, body: dict[str, Any]) -> list[str]:
     """
     grant_types = _string_list(body, "grant_types", list(SUPPORTED_GRANT_TYPES))
     unsafe_ok = ctx.defect("dcr-accepts-unsafe-metadata")
-    bad = [g for g in grant_types if g not in SUPPORTED_GRANT_TYPES
-           and not (unsafe_ok and g == "password")]
+    bad = [
+        g
+        for g in grant_types
+        if g not in SUPPORTED_GRANT_TYPES and not (unsafe_ok and g == "password")
+    ]
     if bad:
         raise OAuthError("invalid_client_metadata", f"unsupported grant_types: {bad}")
     return grant_types
@@ -100,8 +110,9 @@ def _auth_method(ctx: Context, body: dict[str, Any]) -> str:
     if not isinstance(method, str):
         raise OAuthError("invalid_client_metadata", "token_endpoint_auth_method must be a string")
     if method not in SUPPORTED_AUTH_METHODS and not ctx.defect("dcr-accepts-unsafe-metadata"):
-        raise OAuthError("invalid_client_metadata",
-                         f"unsupported token_endpoint_auth_method {method!r}")
+        raise OAuthError(
+            "invalid_client_metadata", f"unsupported token_endpoint_auth_method {method!r}"
+        )
     return method
 
 
@@ -154,7 +165,10 @@ async def registration_endpoint(request: Request) -> Response:
             raise OAuthError("invalid_client_metadata", "the body is not JSON") from exc
         client = register_client(ctx, body)
     except OAuthError as err:
-        return JSONResponse({"error": err.error, "error_description": err.description},
-                            status_code=err.status, headers=NO_STORE)
+        return JSONResponse(
+            {"error": err.error, "error_description": err.description},
+            status_code=err.status,
+            headers=NO_STORE,
+        )
     status = 200 if ctx.defect("dcr-returns-200") else 201
     return JSONResponse(registration_response_body(client), status_code=status, headers=NO_STORE)

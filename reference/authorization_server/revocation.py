@@ -43,8 +43,9 @@ async def revocation_endpoint(request: Request) -> Response:
     try:
         form = await read_form(request)
         creds = presented_credentials(request, form)
-        client = verify_secret(ctx, creds) if creds.secret is not None \
-            else identify_client(ctx, creds)
+        client = (
+            verify_secret(ctx, creds) if creds.secret is not None else identify_client(ctx, creds)
+        )
         token = form.get("token")
         if token is None:
             raise OAuthError("invalid_request", "token is required")

@@ -43,13 +43,15 @@ async def sign_endpoint(request: Request) -> Response:
         body = {}
     claims, header = body.get("claims"), body.get("header") or {}
     if not isinstance(claims, dict) or not isinstance(header, dict):
-        return JSONResponse({"error": "expected {\"claims\": {...}, \"header\": {...}}"},
-                            status_code=400)
+        return JSONResponse(
+            {"error": 'expected {"claims": {...}, "header": {...}}'}, status_code=400
+        )
     if header.get("alg", ALGORITHM) != ALGORITHM:
         return JSONResponse({"error": f"only {ALGORITHM} is signed here"}, status_code=400)
     try:
-        token = jwt.encode(claims, ctx.key.private_key, algorithm=ALGORITHM,
-                           headers=_header(header, ctx.key.kid))
+        token = jwt.encode(
+            claims, ctx.key.private_key, algorithm=ALGORITHM, headers=_header(header, ctx.key.kid)
+        )
     except (jwt.PyJWTError, TypeError, ValueError) as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
     return JSONResponse({"token": token})

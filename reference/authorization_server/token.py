@@ -48,6 +48,7 @@ Handler = Callable[[Context, Client, Params], Awaitable[IssuedTokens]]
 
 # --- shared checks ---
 
+
 def requested_scope(ctx: Context, form: Params, granted: list[str]) -> list[str]:
     """OAuth 2.1 §3.2.2 / §4.3.1: a token request may narrow, never widen, the grant's scope.
 
@@ -57,8 +58,9 @@ def requested_scope(ctx: Context, form: Params, granted: list[str]) -> list[str]
     if not requested:
         return list(granted)
     escalate = ctx.defect("token-scope-escalation")
-    extra = [s for s in requested
-             if s not in granted and not (escalate and s not in SCOPES_SUPPORTED)]
+    extra = [
+        s for s in requested if s not in granted and not (escalate and s not in SCOPES_SUPPORTED)
+    ]
     if extra:
         raise OAuthError("invalid_scope", f"scope beyond the grant: {' '.join(extra)}")
     return requested
@@ -72,8 +74,7 @@ def check_resource(ctx: Context, form: Params, grant_resource: str) -> None:
     values = form.all("resource")
     if not values:
         return
-    error = "invalid_request" if ctx.defect("token-invalid-target-wrong-code") \
-        else "invalid_target"
+    error = "invalid_request" if ctx.defect("token-invalid-target-wrong-code") else "invalid_target"
     if len(values) > 1:
         raise OAuthError(error, "only one resource may be requested")
     if not is_absolute_uri_without_fragment(values[0]):
@@ -100,22 +101,35 @@ def verify_pkce(ctx: Context, code: AuthorizationCode, verifier: str | None) -> 
     return None
 
 
-def _code_error(ctx: Context, client: Client, code: AuthorizationCode, form: Params,
-                verifier_error: OAuthError | None) -> OAuthError | None:
+def _code_error(
+    ctx: Context,
+    client: Client,
+    code: AuthorizationCode,
+    form: Params,
+    verifier_error: OAuthError | None,
+) -> OAuthError | None:
     """Binding checks of OAuth 2.1 §4.1.3 (client, redirect_uri) and PKCE."""
     if code.client_id != client.client_id and not ctx.defect("token-code-not-bound-to-client"):
         return OAuthError("invalid_grant", "the code was issued to another client")
     redirect_uri = form.get("redirect_uri")
-    if (redirect_uri is not None and redirect_uri != code.redirect_uri
-            and not ctx.defect("token-redirect-uri-not-checked")):
+    if (
+        redirect_uri is not None
+        and redirect_uri != code.redirect_uri
+        and not ctx.defect("token-redirect-uri-not-checked")
+    ):
         return OAuthError("invalid_grant", "redirect_uri differs from the authorization request")
     if verifier_error is not None and not ctx.defect("token-pkce-not-verified"):
         return verifier_error
     return None
 
 
-def _replay(ctx: Context, client: Client, code: AuthorizationCode,
-            verifier_error: OAuthError | None, form: Params) -> None:
+def _replay(
+    ctx: Context,
+    client: Client,
+    code: AuthorizationCode,
+    verifier_error: OAuthError | None,
+    form: Params,
+) -> None:
     """OAuth 2.1 §4.1.3: a used code is refused and, on an otherwise valid presentation
     (right client, verifier, redirect URI), the tokens issued from it are revoked.
     A replay with invalid parameters does not revoke, so it cannot be used for DoS."""
@@ -131,6 +145,7 @@ def _replay(ctx: Context, client: Client, code: AuthorizationCode,
 
 
 # --- grants ---
+
 
 async def authorization_code_grant(ctx: Context, client: Client, form: Params) -> IssuedTokens:
     """OAuth 2.1 §4.1.3."""
@@ -150,11 +165,17 @@ async def authorization_code_grant(ctx: Context, client: Client, form: Params) -
     check_resource(ctx, form, resource)
     scope = requested_scope(ctx, form, code.scope)
     code.used = True
-    grant = ctx.store.new_grant(client_id=client.client_id, user=code.user, scope=code.scope,
-                                resource=resource, auth_time=code.auth_time)
+    grant = ctx.store.new_grant(
+        client_id=client.client_id,
+        user=code.user,
+        scope=code.scope,
+        resource=resource,
+        auth_time=code.auth_time,
+    )
     code.grant_ids.append(grant.id)
-    return issue_for_grant(ctx, grant, scope=scope,
-                           with_refresh_token="refresh_token" in client.grant_types)
+    return issue_for_grant(
+        ctx, grant, scope=scope, with_refresh_token="refresh_token" in client.grant_types
+    )
 
 
 async def refresh_token_grant(ctx: Context, client: Client, form: Params) -> IssuedTokens:
@@ -185,13 +206,16 @@ async def password_grant(ctx: Context, client: Client, form: Params) -> IssuedTo
     if expected is None or not hmac.compare_digest(expected, password):
         raise OAuthError("invalid_grant", "invalid resource owner credentials")
     values = form.all("resource")
-    resource = values[0] if len(values) == 1 and values[0] in ctx.resources \
-        else ctx.settings.mcp_url
+    resource = (
+        values[0] if len(values) == 1 and values[0] in ctx.resources else ctx.settings.mcp_url
+    )
     check_resource(ctx, form, resource)
-    scope = requested_scope(ctx, form, list(SCOPES_SUPPORTED)) if form.get("scope") \
-        else [BASIC_SCOPE]
-    grant = ctx.store.new_grant(client_id=client.client_id, user=username, scope=scope,
-                                resource=resource, auth_time=now())
+    scope = (
+        requested_scope(ctx, form, list(SCOPES_SUPPORTED)) if form.get("scope") else [BASIC_SCOPE]
+    )
+    grant = ctx.store.new_grant(
+        client_id=client.client_id, user=username, scope=scope, resource=resource, auth_time=now()
+    )
     return issue_for_grant(ctx, grant, scope=scope, with_refresh_token=True)
 
 
@@ -202,6 +226,7 @@ GRANTS: dict[str, Handler] = {
 
 
 # --- request processing ---
+
 
 def _grant_type(ctx: Context, form: Params, creds: PresentedCredentials) -> str:
     """OAuth 2.1 §3.2.4: missing -> invalid_request; unknown or refused ->
@@ -227,8 +252,11 @@ def _grant_type(ctx: Context, form: Params, creds: PresentedCredentials) -> str:
 def token_response(ctx: Context, issued: IssuedTokens) -> JSONResponse:
     """OAuth 2.1 §3.2.3: access_token, token_type, expires_in, refresh_token, scope;
     `Cache-Control: no-store`."""
-    body: dict[str, Any] = {"access_token": issued.access_token, "token_type": "Bearer",
-                            "expires_in": issued.expires_in}
+    body: dict[str, Any] = {
+        "access_token": issued.access_token,
+        "token_type": "Bearer",
+        "expires_in": issued.expires_in,
+    }
     if issued.refresh_token is not None:
         body["refresh_token"] = issued.refresh_token
     body["scope"] = " ".join(issued.scope)
@@ -244,7 +272,8 @@ async def issue(ctx: Context, request: Request) -> IssuedTokens:
     authenticated = verify_secret(ctx, creds) if creds.secret is not None else None
     grant_type = _grant_type(ctx, form, creds)
     client = authenticated or identify_client(
-        ctx, creds,
+        ctx,
+        creds,
         allow_unauthenticated=grant_type == "authorization_code"
         and ctx.defect("token-confidential-client-unauthenticated"),
     )

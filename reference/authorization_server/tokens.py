@@ -64,11 +64,18 @@ def mint_access_token(
     if ctx.defect("jwt-missing-client-id"):
         del claims["client_id"]
     typ = "JWT" if ctx.defect("jwt-typ-plain-jwt") else "at+jwt"
-    token = jwt.encode(claims, ctx.key.private_key, algorithm=ALGORITHM,
-                       headers={"kid": ctx.key.kid, "typ": typ})
+    token = jwt.encode(
+        claims, ctx.key.private_key, algorithm=ALGORITHM, headers={"kid": ctx.key.kid, "typ": typ}
+    )
     ctx.store.access_tokens[jti] = AccessTokenRecord(
-        jti=jti, grant_id=grant_id, client_id=client_id, user=user, scope=list(scope),
-        aud=aud, iat=iat, exp=iat + lifetime,
+        jti=jti,
+        grant_id=grant_id,
+        client_id=client_id,
+        user=user,
+        scope=list(scope),
+        aud=aud,
+        iat=iat,
+        exp=iat + lifetime,
     )
     return token, lifetime
 
@@ -78,8 +85,13 @@ def issue_for_grant(
 ) -> IssuedTokens:
     """An access token (narrowed to `scope`) plus, optionally, a new refresh token."""
     token, lifetime = mint_access_token(
-        ctx, client_id=grant.client_id, user=grant.user, scope=scope,
-        resource=grant.resource, auth_time=grant.auth_time, grant_id=grant.id,
+        ctx,
+        client_id=grant.client_id,
+        user=grant.user,
+        scope=scope,
+        resource=grant.resource,
+        auth_time=grant.auth_time,
+        grant_id=grant.id,
     )
     rt = ctx.store.new_refresh_token(grant).token if with_refresh_token else None
     return IssuedTokens(token, lifetime, scope, rt)
@@ -91,9 +103,15 @@ def decode_own_access_token(
     """Claims of a JWT this AS signed, or None if it is not one (signature, issuer, expiry)."""
     try:
         return jwt.decode(
-            token, ctx.key.public_key, algorithms=[ALGORITHM], issuer=ctx.issuer,
-            options={"verify_aud": False, "verify_exp": verify_exp,
-                     "require": ["jti", "exp", "iat"]},
+            token,
+            ctx.key.public_key,
+            algorithms=[ALGORITHM],
+            issuer=ctx.issuer,
+            options={
+                "verify_aud": False,
+                "verify_exp": verify_exp,
+                "require": ["jti", "exp", "iat"],
+            },
         )
     except jwt.PyJWTError:
         return None

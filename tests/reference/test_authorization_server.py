@@ -95,10 +95,19 @@ class Deployment:
     """One AS instance plus a scripted browser and client helpers."""
 
     def __init__(self, idp_issuer: str, defects: tuple[str, ...] = ()) -> None:
-        self.settings = ReferenceSettings(issuer=AS_ISSUER, mcp_url=MCP, second_resource=RS2,
-                                          idp_issuer=idp_issuer, defects=frozenset(defects))
-        self.http = TestClient(create_app(self.settings), base_url=AS_ISSUER,
-                               client=("127.0.0.1", 50000), follow_redirects=False)
+        self.settings = ReferenceSettings(
+            issuer=AS_ISSUER,
+            mcp_url=MCP,
+            second_resource=RS2,
+            idp_issuer=idp_issuer,
+            defects=frozenset(defects),
+        )
+        self.http = TestClient(
+            create_app(self.settings),
+            base_url=AS_ISSUER,
+            client=("127.0.0.1", 50000),
+            follow_redirects=False,
+        )
         self.browser = httpx.Client(follow_redirects=False, trust_env=False)
         self.idp_issuer = idp_issuer
 
@@ -107,21 +116,34 @@ class Deployment:
 
     # registration
     def register(self, **metadata: Any) -> dict[str, Any]:
-        body = {"redirect_uris": [CLIENT_CB], "token_endpoint_auth_method": "none",
-                "grant_types": ["authorization_code", "refresh_token"],
-                "response_types": ["code"], "client_name": "t", **metadata}
+        body = {
+            "redirect_uris": [CLIENT_CB],
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "client_name": "t",
+            **metadata,
+        }
         resp = self.http.post("/register", json=body)
         assert resp.status_code in (200, 201), resp.text
         return resp.json()
 
     # authorization
-    def authorize(self, client: dict[str, Any], *extra: tuple[str, str], verifier: str = "",
-                  **params: str | None) -> Response:
+    def authorize(
+        self,
+        client: dict[str, Any],
+        *extra: tuple[str, str],
+        verifier: str = "",
+        **params: str | None,
+    ) -> Response:
         base: dict[str, str | None] = {
-            "response_type": "code", "client_id": client["client_id"],
+            "response_type": "code",
+            "client_id": client["client_id"],
             "redirect_uri": "http://127.0.0.1:53117/cb",
-            "code_challenge": s256(verifier or "v" * 43), "code_challenge_method": "S256",
-            "state": "st-1", "resource": MCP,
+            "code_challenge": s256(verifier or "v" * 43),
+            "code_challenge_method": "S256",
+            "state": "st-1",
+            "resource": MCP,
         }
         base.update(params)
         items = [(k, v) for k, v in base.items() if v is not None] + list(extra)
@@ -139,9 +161,14 @@ class Deployment:
                 if resp.status_code == 200:
                     request_id = re.search(r'name="request_id" value="([^"]+)"', resp.text)
                     assert request_id, resp.text
-                    resp = self.browser.post(f"{self.idp_issuer}/login", data={
-                        "request_id": request_id.group(1), "username": "alice",
-                        "password": "alice-password"})
+                    resp = self.browser.post(
+                        f"{self.idp_issuer}/login",
+                        data={
+                            "request_id": request_id.group(1),
+                            "username": "alice",
+                            "password": "alice-password",
+                        },
+                    )
             else:
                 return location
         raise AssertionError("redirect loop")
@@ -153,8 +180,9 @@ class Deployment:
         return got["code"]
 
     # token endpoint
-    def token(self, data: dict[str, str], client: dict[str, Any] | None = None,
-              basic: bool = False) -> Response:
+    def token(
+        self, data: dict[str, str], client: dict[str, Any] | None = None, basic: bool = False
+    ) -> Response:
         data = dict(data)
         auth = None
         if client is not None:
@@ -167,8 +195,10 @@ class Deployment:
         return self.http.post("/token", data=data, auth=auth)
 
     def redeem(self, client: dict[str, Any], code: str, verifier: str, **extra: str) -> Response:
-        return self.token({"grant_type": "authorization_code", "code": code,
-                           "code_verifier": verifier, **extra}, client)
+        return self.token(
+            {"grant_type": "authorization_code", "code": code, "code_verifier": verifier, **extra},
+            client,
+        )
 
     def tokens(self, client: dict[str, Any], **params: str | None) -> dict[str, Any]:
         verifier = secrets.token_urlsafe(40)
@@ -177,11 +207,13 @@ class Deployment:
         return resp.json()
 
     def introspect(self, token: str) -> dict[str, Any]:
-        rs = getattr(self, "_rs", None) or self.register(token_endpoint_auth_method=(
-            "client_secret_basic"))
+        rs = getattr(self, "_rs", None) or self.register(
+            token_endpoint_auth_method=("client_secret_basic")
+        )
         self._rs = rs
-        resp = self.http.post("/introspect", data={"token": token},
-                              auth=(rs["client_id"], rs["client_secret"]))
+        resp = self.http.post(
+            "/introspect", data={"token": token}, auth=(rs["client_id"], rs["client_secret"])
+        )
         assert resp.status_code == 200, resp.text
         return resp.json()
 
@@ -189,8 +221,9 @@ class Deployment:
         jwks = jwt.PyJWKSet.from_dict(self.http.get("/jwks").json())
         kid = jwt.get_unverified_header(access_token)["kid"]
         key = next(k for k in jwks.keys if k.key_id == kid)
-        return jwt.decode(access_token, key.key, algorithms=["RS256"], audience=MCP,
-                          issuer=AS_ISSUER)
+        return jwt.decode(
+            access_token, key.key, algorithms=["RS256"], audience=MCP, issuer=AS_ISSUER
+        )
 
 
 @pytest.fixture(scope="module")
@@ -227,17 +260,24 @@ def test_metadata(dep: Deployment) -> None:
     assert resp.headers["content-type"].startswith("application/json")
     doc = resp.json()
     assert doc["issuer"] == AS_ISSUER
-    for name, path in [("authorization_endpoint", "/authorize"), ("token_endpoint", "/token"),
-                       ("registration_endpoint", "/register"), ("jwks_uri", "/jwks"),
-                       ("introspection_endpoint", "/introspect"),
-                       ("revocation_endpoint", "/revoke")]:
+    for name, path in [
+        ("authorization_endpoint", "/authorize"),
+        ("token_endpoint", "/token"),
+        ("registration_endpoint", "/register"),
+        ("jwks_uri", "/jwks"),
+        ("introspection_endpoint", "/introspect"),
+        ("revocation_endpoint", "/revoke"),
+    ]:
         assert doc[name] == AS_ISSUER + path
     assert doc["response_types_supported"] == ["code"]
     assert doc["grant_types_supported"] == ["authorization_code", "refresh_token"]
     assert doc["code_challenge_methods_supported"] == ["S256"]
     assert doc["authorization_response_iss_parameter_supported"] is True
     assert set(doc["token_endpoint_auth_methods_supported"]) == {
-        "none", "client_secret_basic", "client_secret_post"}
+        "none",
+        "client_secret_basic",
+        "client_secret_post",
+    }
     assert dep.http.get("/.well-known/openid-configuration").status_code == 404
 
 
@@ -251,9 +291,15 @@ def test_jwks_has_no_private_members(dep: Deployment) -> None:
 
 
 def test_register_public_and_confidential(dep: Deployment) -> None:
-    resp = dep.http.post("/register", json={"redirect_uris": ["http://127.0.0.1:33418/cb"],
-                                            "token_endpoint_auth_method": "none",
-                                            "client_name": "t", "unknown_field": 1})
+    resp = dep.http.post(
+        "/register",
+        json={
+            "redirect_uris": ["http://127.0.0.1:33418/cb"],
+            "token_endpoint_auth_method": "none",
+            "client_name": "t",
+            "unknown_field": 1,
+        },
+    )
     assert resp.status_code == 201 and "no-store" in resp.headers["cache-control"]
     body = resp.json()
     assert body["client_id"] and "client_secret" not in body and "unknown_field" not in body
@@ -263,17 +309,22 @@ def test_register_public_and_confidential(dep: Deployment) -> None:
     assert conf["client_secret"] and conf["client_secret_expires_at"] == 0
 
 
-@pytest.mark.parametrize("uri", ["http://evil.example/cb", "/cb", "https://c.example/cb#x",
-                                 "javascript:alert(1)"])
+@pytest.mark.parametrize(
+    "uri", ["http://evil.example/cb", "/cb", "https://c.example/cb#x", "javascript:alert(1)"]
+)
 def test_register_rejects_bad_redirect_uri(dep: Deployment, uri: str) -> None:
     resp = dep.http.post("/register", json={"redirect_uris": [uri]})
     assert resp.status_code == 400 and resp.json()["error"] == "invalid_redirect_uri"
 
 
-@pytest.mark.parametrize("meta", [{"grant_types": ["password"]},
-                                  {"token_endpoint_auth_method": "bogus"},
-                                  {"grant_types": ["authorization_code"],
-                                   "response_types": ["token"]}])
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {"grant_types": ["password"]},
+        {"token_endpoint_auth_method": "bogus"},
+        {"grant_types": ["authorization_code"], "response_types": ["token"]},
+    ],
+)
 def test_register_rejects_bad_metadata(dep: Deployment, meta: dict[str, Any]) -> None:
     resp = dep.http.post("/register", json={"redirect_uris": [CLIENT_CB], **meta})
     assert resp.status_code == 400 and resp.json()["error"] == "invalid_client_metadata"
@@ -282,8 +333,9 @@ def test_register_rejects_bad_metadata(dep: Deployment, meta: dict[str, Any]) ->
 # --- authorization endpoint ---
 
 
-def test_unknown_client_and_bad_redirect_are_not_redirected(dep: Deployment,
-                                                            public: dict[str, Any]) -> None:
+def test_unknown_client_and_bad_redirect_are_not_redirected(
+    dep: Deployment, public: dict[str, Any]
+) -> None:
     resp = dep.authorize({"client_id": "nope"}, redirect_uri="https://attacker.example/cb")
     assert resp.status_code == 400 and "location" not in resp.headers
     assert resp.headers["x-frame-options"] == "DENY"
@@ -295,10 +347,16 @@ def test_unknown_client_and_bad_redirect_are_not_redirected(dep: Deployment,
 
 def test_redirect_uri_exact_match(dep: Deployment) -> None:
     client = dep.register(redirect_uris=["https://c.example/cb"])
-    for variant in ["https://c.example/cb/x", "https://c.example/cb/", "https://C.example/cb",
-                    "https://c.example/cb?x=1", "https://c.example:444/cb",
-                    "https://evil.c.example/cb", "https://c.example/cb#f",
-                    "https://c.example/CB"]:
+    for variant in [
+        "https://c.example/cb/x",
+        "https://c.example/cb/",
+        "https://C.example/cb",
+        "https://c.example/cb?x=1",
+        "https://c.example:444/cb",
+        "https://evil.c.example/cb",
+        "https://c.example/cb#f",
+        "https://c.example/CB",
+    ]:
         resp = dep.authorize(client, redirect_uri=variant)
         assert resp.status_code == 400 and "location" not in resp.headers, variant
     resp = dep.authorize(client, redirect_uri="https://c.example/cb")
@@ -315,24 +373,30 @@ def test_loopback_any_port(dep: Deployment) -> None:
 STATE = "-._~+/= " + "x" * 200
 
 
-@pytest.mark.parametrize(("params", "extra", "error"), [
-    ({"response_type": "foo"}, (), "unsupported_response_type"),
-    ({"response_type": "token"}, (), "unsupported_response_type"),
-    ({"response_type": "code token"}, (), "unsupported_response_type"),
-    ({"code_challenge": None, "code_challenge_method": None}, (), "invalid_request"),
-    ({"code_challenge_method": "S512"}, (), "invalid_request"),
-    ({"code_challenge_method": "plain"}, (), "invalid_request"),
-    ({"code_challenge_method": None}, (), "invalid_request"),
-    ({}, (("code_challenge", s256("w" * 43)),), "invalid_request"),
-    ({"resource": "mcp.example.com"}, (), "invalid_target"),
-    ({"resource": MCP + "#frag"}, (), "invalid_target"),
-    ({"resource": "https://unknown.example"}, (), "invalid_target"),
-    ({}, (("resource", RS2),), "invalid_target"),
-    ({"scope": "nonsense"}, (), "invalid_scope"),
-])
+@pytest.mark.parametrize(
+    ("params", "extra", "error"),
+    [
+        ({"response_type": "foo"}, (), "unsupported_response_type"),
+        ({"response_type": "token"}, (), "unsupported_response_type"),
+        ({"response_type": "code token"}, (), "unsupported_response_type"),
+        ({"code_challenge": None, "code_challenge_method": None}, (), "invalid_request"),
+        ({"code_challenge_method": "S512"}, (), "invalid_request"),
+        ({"code_challenge_method": "plain"}, (), "invalid_request"),
+        ({"code_challenge_method": None}, (), "invalid_request"),
+        ({}, (("code_challenge", s256("w" * 43)),), "invalid_request"),
+        ({"resource": "mcp.example.com"}, (), "invalid_target"),
+        ({"resource": MCP + "#frag"}, (), "invalid_target"),
+        ({"resource": "https://unknown.example"}, (), "invalid_target"),
+        ({}, (("resource", RS2),), "invalid_target"),
+        ({"scope": "nonsense"}, (), "invalid_scope"),
+    ],
+)
 def test_authorization_errors_redirect_with_state_and_iss(
-    dep: Deployment, public: dict[str, Any], params: dict[str, str | None],
-    extra: tuple[tuple[str, str], ...], error: str,
+    dep: Deployment,
+    public: dict[str, Any],
+    params: dict[str, str | None],
+    extra: tuple[tuple[str, str], ...],
+    error: str,
 ) -> None:
     resp = dep.authorize(public, *extra, state=STATE, **params)
     assert resp.status_code == 302
@@ -348,8 +412,11 @@ def test_authorization_errors_redirect_with_state_and_iss(
 
 def test_full_code_flow(dep: Deployment, public: dict[str, Any]) -> None:
     verifier = secrets.token_urlsafe(40)
-    location = dep.follow(dep.authorize(public, verifier=verifier, state=STATE,
-                                        scope=f"{BASIC_SCOPE} {PRIVILEGED_SCOPE} bogus"))
+    location = dep.follow(
+        dep.authorize(
+            public, verifier=verifier, state=STATE, scope=f"{BASIC_SCOPE} {PRIVILEGED_SCOPE} bogus"
+        )
+    )
     assert location.startswith("http://127.0.0.1:53117/cb?")
     got = query(location)
     assert got["state"] == STATE and got["iss"] == AS_ISSUER and len(got["code"]) >= 43
@@ -369,8 +436,10 @@ def test_full_code_flow(dep: Deployment, public: dict[str, Any]) -> None:
 
 
 def test_confidential_client_with_basic_and_redirect_uri(dep: Deployment) -> None:
-    client = dep.register(token_endpoint_auth_method="client_secret_basic",
-                          redirect_uris=["https://c.example/cb1", "https://c.example/cb2"])
+    client = dep.register(
+        token_endpoint_auth_method="client_secret_basic",
+        redirect_uris=["https://c.example/cb1", "https://c.example/cb2"],
+    )
     verifier = secrets.token_urlsafe(40)
     code = dep.code(client, verifier, redirect_uri="https://c.example/cb1")
     data = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier}
@@ -404,8 +473,9 @@ def test_code_replay_revokes_tokens(dep: Deployment, public: dict[str, Any]) -> 
     replay = dep.redeem(public, code, verifier)
     assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
     assert dep.introspect(first["access_token"]) == {"active": False}
-    refresh = dep.token({"grant_type": "refresh_token",
-                         "refresh_token": first["refresh_token"]}, public)
+    refresh = dep.token(
+        {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}, public
+    )
     assert refresh.json()["error"] == "invalid_grant"
 
 
@@ -415,8 +485,9 @@ def test_code_bound_to_client_and_resource(dep: Deployment, public: dict[str, An
     code = dep.code(public, verifier)
     assert dep.redeem(other, code, verifier).json()["error"] == "invalid_grant"
     assert dep.redeem(public, code, verifier, resource=RS2).json()["error"] == "invalid_target"
-    assert dep.redeem(public, code, verifier,
-                      resource=MCP + "#x").json()["error"] == "invalid_target"
+    assert (
+        dep.redeem(public, code, verifier, resource=MCP + "#x").json()["error"] == "invalid_target"
+    )
     ok = dep.redeem(public, code, verifier, resource=MCP, scope=BASIC_SCOPE)
     assert ok.status_code == 200 and dep.verify(ok.json()["access_token"])["aud"] == MCP
 
@@ -426,8 +497,7 @@ def test_second_resource_audience(dep: Deployment, public: dict[str, Any]) -> No
     assert jwt.decode(body["access_token"], options={"verify_signature": False})["aud"] == RS2
 
 
-def test_refresh_rotation_and_family_revocation(dep: Deployment,
-                                                public: dict[str, Any]) -> None:
+def test_refresh_rotation_and_family_revocation(dep: Deployment, public: dict[str, Any]) -> None:
     first = dep.tokens(public, scope=f"{BASIC_SCOPE} {PRIVILEGED_SCOPE}")
     rt1 = first["refresh_token"]
 
@@ -443,8 +513,12 @@ def test_refresh_rotation_and_family_revocation(dep: Deployment,
     full = refresh(second["refresh_token"]).json()
     assert full["scope"] == f"{BASIC_SCOPE} {PRIVILEGED_SCOPE}"
     other = dep.register()
-    assert dep.token({"grant_type": "refresh_token", "refresh_token": full["refresh_token"]},
-                     other).json()["error"] == "invalid_grant"
+    assert (
+        dep.token(
+            {"grant_type": "refresh_token", "refresh_token": full["refresh_token"]}, other
+        ).json()["error"]
+        == "invalid_grant"
+    )
     assert refresh(rt1).json()["error"] == "invalid_grant"  # replay: the family is revoked
     assert refresh(full["refresh_token"]).json()["error"] == "invalid_grant"
     assert dep.introspect(full["access_token"]) == {"active": False}
@@ -455,21 +529,55 @@ def test_token_error_matrix(dep: Deployment, public: dict[str, Any]) -> None:
     cases = [
         (dep.token({}, public), 400, "invalid_request"),
         (dep.token({"grant_type": "foo"}, public), 400, "unsupported_grant_type"),
-        (dep.token({"grant_type": "authorization_code", "code": "bogus",
-                    "code_verifier": "v" * 43}, public), 400, "invalid_grant"),
+        (
+            dep.token(
+                {"grant_type": "authorization_code", "code": "bogus", "code_verifier": "v" * 43},
+                public,
+            ),
+            400,
+            "invalid_grant",
+        ),
         (dep.token({"grant_type": "client_credentials"}, public), 400, "unauthorized_client"),
-        (dep.token({"grant_type": "password", "username": "alice",
-                    "password": "alice-password"}, conf, basic=True), 400,
-         "unsupported_grant_type"),
-        (dep.http.post("/token", data={"grant_type": "authorization_code", "code": "x"},
-                       auth=(conf["client_id"], "wrong")), 401, "invalid_client"),
-        (dep.http.post("/token", data={"grant_type": "authorization_code", "code": "x",
-                                       "client_secret": conf["client_secret"]},
-                       auth=(conf["client_id"], conf["client_secret"])), 400,
-         "invalid_request"),
-        (dep.http.post("/token", content="grant_type=refresh_token&grant_type=refresh_token",
-                       headers={"Content-Type": "application/x-www-form-urlencoded"}),
-         400, "invalid_request"),
+        (
+            dep.token(
+                {"grant_type": "password", "username": "alice", "password": "alice-password"},
+                conf,
+                basic=True,
+            ),
+            400,
+            "unsupported_grant_type",
+        ),
+        (
+            dep.http.post(
+                "/token",
+                data={"grant_type": "authorization_code", "code": "x"},
+                auth=(conf["client_id"], "wrong"),
+            ),
+            401,
+            "invalid_client",
+        ),
+        (
+            dep.http.post(
+                "/token",
+                data={
+                    "grant_type": "authorization_code",
+                    "code": "x",
+                    "client_secret": conf["client_secret"],
+                },
+                auth=(conf["client_id"], conf["client_secret"]),
+            ),
+            400,
+            "invalid_request",
+        ),
+        (
+            dep.http.post(
+                "/token",
+                content="grant_type=refresh_token&grant_type=refresh_token",
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            ),
+            400,
+            "invalid_request",
+        ),
     ]
     for resp, status, error in cases:
         assert (resp.status_code, resp.json()["error"]) == (status, error), resp.text
@@ -493,15 +601,17 @@ def test_introspection_and_revocation(dep: Deployment, public: dict[str, Any]) -
     assert dep.introspect(body["refresh_token"]) == {"active": False}
     assert dep.introspect(body["access_token"]) == {"active": False}
     single = dep.tokens(public)
-    dep.http.post("/revoke", data={"token": single["access_token"],
-                                   "client_id": public["client_id"]})
+    dep.http.post(
+        "/revoke", data={"token": single["access_token"], "client_id": public["client_id"]}
+    )
     assert dep.introspect(single["access_token"]) == {"active": False}
     assert dep.introspect(single["refresh_token"])["active"] is True
 
 
 def test_test_signer(dep: Deployment) -> None:
-    resp = dep.http.post("/_test/sign", json={"claims": {"sub": "x", "exp": 1},
-                                              "header": {"typ": "JWT"}})
+    resp = dep.http.post(
+        "/_test/sign", json={"claims": {"sub": "x", "exp": 1}, "header": {"typ": "JWT"}}
+    )
     token = resp.json()["token"]
     header = jwt.get_unverified_header(token)
     assert header["typ"] == "JWT" and header["alg"] == "RS256" and header["kid"]
@@ -524,7 +634,8 @@ def test_metadata_defects(make: Any) -> None:
     assert doc("as-metadata-issuer-mismatch")["issuer"] == AS_ISSUER + "/"
     assert "registration_endpoint" not in doc("as-metadata-registration-hidden")
     assert "authorization_response_iss_parameter_supported" not in doc(
-        "as-metadata-iss-flag-missing")
+        "as-metadata-iss-flag-missing"
+    )
     assert "response_types_supported" not in doc("as-metadata-missing-response-types")
     assert "code_challenge_methods_supported" not in doc("as-metadata-no-pkce-methods")
     assert "jwks_uri" not in doc("as-metadata-no-jwks-uri")
@@ -534,12 +645,15 @@ def test_metadata_defects(make: Any) -> None:
 
 
 def test_dcr_defects(make: Any) -> None:
-    assert make("dcr-returns-200").http.post(
-        "/register", json={"redirect_uris": [CLIENT_CB]}).status_code == 200
+    assert (
+        make("dcr-returns-200")
+        .http.post("/register", json={"redirect_uris": [CLIENT_CB]})
+        .status_code
+        == 200
+    )
     any_redirect = make("dcr-accepts-any-redirect")
     for uri in ["http://evil.example/cb", "/cb", "javascript:alert(1)"]:
-        assert any_redirect.http.post("/register",
-                                      json={"redirect_uris": [uri]}).status_code == 201
+        assert any_redirect.http.post("/register", json={"redirect_uris": [uri]}).status_code == 201
     unsafe = make("dcr-accepts-unsafe-metadata")
     body = unsafe.register(grant_types=["password"], token_endpoint_auth_method="bogus")
     assert body["grant_types"] == ["password"] and body["token_endpoint_auth_method"] == "bogus"
@@ -557,8 +671,7 @@ def test_authorization_response_defects(make: Any) -> None:
 
     dropped = make("authz-state-dropped-on-error")
     client = dropped.register()
-    assert "state" not in query(dropped.authorize(client, response_type="foo")
-                                .headers["location"])
+    assert "state" not in query(dropped.authorize(client, response_type="foo").headers["location"])
     assert query(dropped.follow(dropped.authorize(client)))["state"] == "st-1"
 
 
@@ -579,8 +692,9 @@ def test_redirect_uri_defects(make: Any) -> None:
 
     strict = make("authz-loopback-port-strict")
     client = strict.register(redirect_uris=["http://127.0.0.1/callback"])
-    assert strict.authorize(client, redirect_uri="http://127.0.0.1:53117/callback"
-                            ).status_code == 400
+    assert (
+        strict.authorize(client, redirect_uri="http://127.0.0.1:53117/callback").status_code == 400
+    )
     assert strict.authorize(client, redirect_uri="http://127.0.0.1/callback").status_code == 302
 
 
@@ -604,16 +718,21 @@ def test_request_validation_defects(make: Any) -> None:
     code = loose.code(client, verifier, resource="https://unknown.example")
     body = loose.redeem(client, code, verifier).json()
     assert jwt.decode(body["access_token"], options={"verify_signature": False})["aud"] == (
-        "https://unknown.example")
+        "https://unknown.example"
+    )
 
     optional = make("authz-pkce-optional")
     client = optional.register()
     code = optional.code(client, "", code_challenge=None, code_challenge_method=None)
-    assert optional.token({"grant_type": "authorization_code", "code": code},
-                          client).status_code == 200
+    assert (
+        optional.token({"grant_type": "authorization_code", "code": code}, client).status_code
+        == 200
+    )
 
-    for defect, method in [("authz-unknown-challenge-method", "S512"),
-                           ("authz-pkce-plain-accepted", "plain")]:
+    for defect, method in [
+        ("authz-unknown-challenge-method", "S512"),
+        ("authz-pkce-plain-accepted", "plain"),
+    ]:
         d = make(defect)
         client = d.register()
         verifier = secrets.token_urlsafe(40)
@@ -652,15 +771,20 @@ def test_code_redemption_defects(make: Any) -> None:
     d = make("token-redirect-uri-not-checked")
     client = d.register(redirect_uris=["https://c.example/cb1", "https://c.example/cb2"])
     code = d.code(client, "a" * 43, redirect_uri="https://c.example/cb1")
-    assert d.redeem(client, code, "a" * 43, redirect_uri="https://c.example/cb2"
-                    ).status_code == 200
+    assert d.redeem(client, code, "a" * 43, redirect_uri="https://c.example/cb2").status_code == 200
 
     d = make("token-confidential-client-unauthenticated")
     client = d.register(token_endpoint_auth_method="client_secret_post")
     code = d.code(client, "a" * 43)
-    resp = d.http.post("/token", data={"grant_type": "authorization_code", "code": code,
-                                       "code_verifier": "a" * 43,
-                                       "client_id": client["client_id"]})
+    resp = d.http.post(
+        "/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "code_verifier": "a" * 43,
+            "client_id": client["client_id"],
+        },
+    )
     assert resp.status_code == 200
 
     d = make("token-invalid-target-wrong-code")
@@ -672,13 +796,17 @@ def test_code_redemption_defects(make: Any) -> None:
 def test_token_response_defects(make: Any) -> None:
     d = make("token-password-grant-enabled")
     client = d.register(token_endpoint_auth_method="client_secret_basic")
-    resp = d.token({"grant_type": "password", "username": "bob", "password": "bob-password"},
-                   client, basic=True)
+    resp = d.token(
+        {"grant_type": "password", "username": "bob", "password": "bob-password"},
+        client,
+        basic=True,
+    )
     assert resp.status_code == 200 and d.verify(resp.json()["access_token"])["sub"] == "bob"
 
     d = make("token-audience-ignores-resource")
-    claims = jwt.decode(d.tokens(d.register(), resource=RS2)["access_token"],
-                        options={"verify_signature": False})
+    claims = jwt.decode(
+        d.tokens(d.register(), resource=RS2)["access_token"], options={"verify_signature": False}
+    )
     assert claims["aud"] == MCP
 
     d = make("token-scope-escalation")

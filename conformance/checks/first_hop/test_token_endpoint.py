@@ -52,17 +52,27 @@ def _describe(response: httpx.Response) -> str:
     return f"{response.status_code} ({_media_type(response) or 'no content type'})"
 
 
-def _refused(response: httpx.Response, codes: tuple[str, ...],
-             statuses: tuple[int, ...] = (400,)) -> bool:
+def _refused(
+    response: httpx.Response, codes: tuple[str, ...], statuses: tuple[int, ...] = (400,)
+) -> bool:
     return response.status_code in statuses and _error_code(response) in codes
 
 
-def _expect_refused(verdict: Verdict, requirement: str, response: httpx.Response,
-                    codes: tuple[str, ...], what: str, statuses: tuple[int, ...] = (400,)) -> bool:
+def _expect_refused(
+    verdict: Verdict,
+    requirement: str,
+    response: httpx.Response,
+    codes: tuple[str, ...],
+    what: str,
+    statuses: tuple[int, ...] = (400,),
+) -> bool:
     """Record that `response` refuses `what` with one of `codes` (OAuth 2.1 §3.2.4)."""
     expected = f"{'/'.join(map(str, statuses))} {' or '.join(codes)}"
-    return verdict.expect(requirement, _refused(response, codes, statuses),
-                          f"{what}: got {_describe(response)}, expected {expected}")
+    return verdict.expect(
+        requirement,
+        _refused(response, codes, statuses),
+        f"{what}: got {_describe(response)}, expected {expected}",
+    )
 
 
 def _token_body(flows: Flows, response: httpx.Response) -> dict[str, Any] | None:
@@ -82,32 +92,48 @@ def _post(flows: Flows, client: Client, params: list[tuple[str, str]], note: str
 
 def _bogus_code_params() -> list[tuple[str, str]]:
     """An authorization code request with a code the server never issued."""
-    return [("grant_type", "authorization_code"), ("code", secrets.token_urlsafe(24)),
-            ("code_verifier", new_verifier())]
+    return [
+        ("grant_type", "authorization_code"),
+        ("code", secrets.token_urlsafe(24)),
+        ("code_verifier", new_verifier()),
+    ]
 
 
 def _with_wrong_secret(client: Client) -> Client:
-    return replace(client, client_secret=f"wrong-{secrets.token_urlsafe(12)}",
-                   auth_method="client_secret_basic")
+    return replace(
+        client,
+        client_secret=f"wrong-{secrets.token_urlsafe(12)}",
+        auth_method="client_secret_basic",
+    )
 
 
 def _initialize(run: Run, token: str, note: str) -> httpx.Response:
     """An MCP `initialize` authorized with `token`: the resource server's view of it."""
-    return mcp.post(run.http, run.mcp_url, mcp.initialize(run.config.protocol_version),
-                    token=token, note=note)
+    return mcp.post(
+        run.http, run.mcp_url, mcp.initialize(run.config.protocol_version), token=token, note=note
+    )
 
 
 def _introspect(flows: Flows, clients: Clients, token: str) -> dict[str, Any]:
     """RFC 7662 introspection of an opaque token (skips when the AS offers none)."""
     endpoint = flows.server.endpoint("introspection_endpoint")
     if not endpoint or clients.confidential is None:
-        pytest.skip("the access token is opaque and there is no introspection endpoint or "
-                    "confidential client to read its audience")
-    response = token_request(flows.http, endpoint, clients.confidential, [("token", token)],
-                             note="introspect the access token")
+        pytest.skip(
+            "the access token is opaque and there is no introspection endpoint or "
+            "confidential client to read its audience"
+        )
+    response = token_request(
+        flows.http,
+        endpoint,
+        clients.confidential,
+        [("token", token)],
+        note="introspect the access token",
+    )
     body = json_object(response)
-    Verdict.precondition(response.status_code == 200 and body and body.get("active") is True,
-                         f"introspection of a fresh access token got {_describe(response)}")
+    Verdict.precondition(
+        response.status_code == 200 and body and body.get("active") is True,
+        f"introspection of a fresh access token got {_describe(response)}",
+    )
     assert body is not None
     return body
 
@@ -134,8 +160,11 @@ def _scopes(claims: dict[str, Any]) -> set[str] | None:
 
 
 def _cache_directives(response: httpx.Response) -> set[str]:
-    return {d.split("=")[0].strip().lower()
-            for value in response.headers.get_list("cache-control") for d in value.split(",")}
+    return {
+        d.split("=")[0].strip().lower()
+        for value in response.headers.get_list("cache-control")
+        for d in value.split(",")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -150,27 +179,45 @@ def confidential_tokens(flows: Flows, clients: Clients) -> TokenSet:
 
 
 @pytest.mark.requirement("TOKEN-PKCE-VERIFY")
-def test_code_verifier_is_required(flows: Flows, clients: Clients, alice_tokens: TokenSet,
-                                   verdict: Verdict) -> None:
+def test_code_verifier_is_required(
+    flows: Flows, clients: Clients, alice_tokens: TokenSet, verdict: Verdict
+) -> None:
     """A code issued with a challenge is not redeemed without code_verifier (OAuth 2.1 §4.1.3)."""
     request = flows.request(clients.public)
     code = flows.code_for(request)
-    response = flows.redeem(clients.public, code, request, verifier=None,
-                            note="redeem without code_verifier")
-    _expect_refused(verdict, "TOKEN-PKCE-VERIFY", response, ("invalid_grant", "invalid_request"),
-                    "a code redeemed without code_verifier")
+    response = flows.redeem(
+        clients.public, code, request, verifier=None, note="redeem without code_verifier"
+    )
+    _expect_refused(
+        verdict,
+        "TOKEN-PKCE-VERIFY",
+        response,
+        ("invalid_grant", "invalid_request"),
+        "a code redeemed without code_verifier",
+    )
 
 
 @pytest.mark.requirement("TOKEN-PKCE-VERIFY")
-def test_code_verifier_must_match_challenge(flows: Flows, clients: Clients,
-                                            alice_tokens: TokenSet, verdict: Verdict) -> None:
+def test_code_verifier_must_match_challenge(
+    flows: Flows, clients: Clients, alice_tokens: TokenSet, verdict: Verdict
+) -> None:
     """A well-formed verifier that does not hash to the challenge is refused (RFC 7636 §4.6)."""
     request = flows.request(clients.public)
     code = flows.code_for(request)
-    response = flows.redeem(clients.public, code, request, verifier=new_verifier(),
-                            note="redeem with another code_verifier")
-    _expect_refused(verdict, "TOKEN-PKCE-VERIFY", response, ("invalid_grant",),
-                    "a code redeemed with a verifier that does not match its challenge")
+    response = flows.redeem(
+        clients.public,
+        code,
+        request,
+        verifier=new_verifier(),
+        note="redeem with another code_verifier",
+    )
+    _expect_refused(
+        verdict,
+        "TOKEN-PKCE-VERIFY",
+        response,
+        ("invalid_grant",),
+        "a code redeemed with a verifier that does not match its challenge",
+    )
 
 
 # --- the code is single-use and bound (OAuth 2.1 §4.1.3) -----------------------------------
@@ -185,13 +232,19 @@ def test_code_is_single_use(flows: Flows, clients: Clients, verdict: Verdict) ->
     verdict.precondition(_token_body(flows, first), f"first redemption got {_describe(first)}")
     replay = flows.redeem(clients.public, code, request, note="replay the same request")
     _token_body(flows, replay)
-    _expect_refused(verdict, "TOKEN-CODE-SINGLE-USE", replay, ("invalid_grant",),
-                    "the identical request replayed with a used code")
+    _expect_refused(
+        verdict,
+        "TOKEN-CODE-SINGLE-USE",
+        replay,
+        ("invalid_grant",),
+        "the identical request replayed with a used code",
+    )
 
 
 @pytest.mark.requirement("TOKEN-CODE-REUSE-REVOCATION")
-def test_code_replay_revokes_issued_tokens(run: Run, flows: Flows, clients: Clients,
-                                           verdict: Verdict) -> None:
+def test_code_replay_revokes_issued_tokens(
+    run: Run, flows: Flows, clients: Clients, verdict: Verdict
+) -> None:
     """A replayed code revokes the tokens issued from it (OAuth 2.1 §4.1.3, §7.5.3)."""
     request = flows.request(clients.public)
     code = flows.code_for(request)
@@ -201,8 +254,9 @@ def test_code_replay_revokes_issued_tokens(run: Run, flows: Flows, clients: Clie
     assert body is not None
     access, refresh = str(body["access_token"]), body.get("refresh_token")
     before = _initialize(run, access, "known-good: the first access token at the MCP server")
-    verdict.precondition(before.is_success,
-                         f"the MCP server refused a fresh access token ({before.status_code})")
+    verdict.precondition(
+        before.is_success, f"the MCP server refused a fresh access token ({before.status_code})"
+    )
 
     replay = flows.redeem(clients.public, code, request, note="replay the used code")
     _token_body(flows, replay)
@@ -211,38 +265,54 @@ def test_code_replay_revokes_issued_tokens(run: Run, flows: Flows, clients: Clie
     at_revoked = after.status_code == 401
     rt_revoked = False
     if isinstance(refresh, str) and refresh:
-        refreshed = _post(flows, clients.public,
-                          [("grant_type", "refresh_token"), ("refresh_token", refresh)],
-                          "refresh with the first refresh token after the replay")
+        refreshed = _post(
+            flows,
+            clients.public,
+            [("grant_type", "refresh_token"), ("refresh_token", refresh)],
+            "refresh with the first refresh token after the replay",
+        )
         _token_body(flows, refreshed)
         rt_revoked = _refused(refreshed, ("invalid_grant",))
         probes.append(f"its refresh token got {_describe(refreshed)}")
     if rt_revoked and not at_revoked:
-        verdict.note("the refresh token was revoked but the MCP server still accepts the access "
-                     "token (a self-contained JWT stays usable until it expires)")
-    verdict.expect("TOKEN-CODE-REUSE-REVOCATION", at_revoked or rt_revoked,
-                   f"after the code was replayed ({_describe(replay)}) the tokens issued from it "
-                   f"still work: {'; '.join(probes)}")
+        verdict.note(
+            "the refresh token was revoked but the MCP server still accepts the access "
+            "token (a self-contained JWT stays usable until it expires)"
+        )
+    verdict.expect(
+        "TOKEN-CODE-REUSE-REVOCATION",
+        at_revoked or rt_revoked,
+        f"after the code was replayed ({_describe(replay)}) the tokens issued from it "
+        f"still work: {'; '.join(probes)}",
+    )
 
 
 @pytest.mark.requirement("TOKEN-CODE-BOUND-CLIENT")
-def test_code_is_bound_to_its_client(flows: Flows, clients: Clients, alice_tokens: TokenSet,
-                                     verdict: Verdict) -> None:
+def test_code_is_bound_to_its_client(
+    flows: Flows, clients: Clients, alice_tokens: TokenSet, verdict: Verdict
+) -> None:
     """Another client cannot redeem a code, even with the right verifier (OAuth 2.1 §4.1.3)."""
     if clients.second_public.client_id == clients.public.client_id:
         pytest.skip("no second public test client (client.second_public)")
     request = flows.request(clients.public)
     code = flows.code_for(request)
-    response = flows.redeem(clients.second_public, code, request,
-                            note="redeem the code as the second public client")
+    response = flows.redeem(
+        clients.second_public, code, request, note="redeem the code as the second public client"
+    )
     _token_body(flows, response)
-    _expect_refused(verdict, "TOKEN-CODE-BOUND-CLIENT", response, ("invalid_grant",),
-                    "a code issued to the public client redeemed by another client")
+    _expect_refused(
+        verdict,
+        "TOKEN-CODE-BOUND-CLIENT",
+        response,
+        ("invalid_grant",),
+        "a code issued to the public client redeemed by another client",
+    )
 
 
 @pytest.mark.requirement("TOKEN-REDIRECT-URI")
-def test_mismatched_redirect_uri_is_refused(flows: Flows, clients: Clients,
-                                            alice_tokens: TokenSet, verdict: Verdict) -> None:
+def test_mismatched_redirect_uri_is_refused(
+    flows: Flows, clients: Clients, alice_tokens: TokenSet, verdict: Verdict
+) -> None:
     """A redirect_uri other than the authorization request's fails (OAuth 2.1 §4.1.3, §10.2)."""
     # Known-good: alice's code was redeemed without redirect_uri, as OAuth 2.1 clients do.
     uris = clients.public.redirect_uris
@@ -250,84 +320,127 @@ def test_mismatched_redirect_uri_is_refused(flows: Flows, clients: Clients,
         pytest.skip("the public test client has only one registered redirect URI")
     request = flows.request(clients.public, redirect_uri=uris[0])
     code = flows.code_for(request)
-    response = flows.redeem(clients.public, code, request, [("redirect_uri", uris[1])],
-                            note="redeem with the other registered redirect_uri")
+    response = flows.redeem(
+        clients.public,
+        code,
+        request,
+        [("redirect_uri", uris[1])],
+        note="redeem with the other registered redirect_uri",
+    )
     _token_body(flows, response)
-    _expect_refused(verdict, "TOKEN-REDIRECT-URI", response, ("invalid_grant",),
-                    "a code obtained with redirect URI #1 redeemed with redirect_uri=#2")
+    _expect_refused(
+        verdict,
+        "TOKEN-REDIRECT-URI",
+        response,
+        ("invalid_grant",),
+        "a code obtained with redirect URI #1 redeemed with redirect_uri=#2",
+    )
 
 
 # --- grants (OAuth 2.1 §10) ----------------------------------------------------------------
 
 
 @pytest.mark.requirement("TOKEN-NO-PASSWORD-GRANT")
-def test_password_grant_is_refused(run: Run, flows: Flows, clients: Clients,
-                                   alice_tokens: TokenSet, verdict: Verdict) -> None:
+def test_password_grant_is_refused(
+    run: Run, flows: Flows, clients: Clients, alice_tokens: TokenSet, verdict: Verdict
+) -> None:
     """grant_type=password with a real user's credentials yields no token (OAuth 2.1 §10)."""
     if not run.config.users:
         pytest.skip("no test user in the target config")
     user = run.config.users[0]
     client = clients.confidential or clients.public
-    params = [("grant_type", "password"), ("username", user.username),
-              ("password", user.password), ("resource", run.mcp_url)]
+    params = [
+        ("grant_type", "password"),
+        ("username", user.username),
+        ("password", user.password),
+        ("resource", run.mcp_url),
+    ]
     if flows.basic_scope:
         params.append(("scope", flows.basic_scope))
     response = _post(flows, client, params, f"password grant for {user.name}")
     _token_body(flows, response)
-    _expect_refused(verdict, "TOKEN-NO-PASSWORD-GRANT", response,
-                    ("unsupported_grant_type", "unauthorized_client"),
-                    f"grant_type=password with {user.name}'s username and password")
+    _expect_refused(
+        verdict,
+        "TOKEN-NO-PASSWORD-GRANT",
+        response,
+        ("unsupported_grant_type", "unauthorized_client"),
+        f"grant_type=password with {user.name}'s username and password",
+    )
 
 
 # --- resource indicators (RFC 8707 §2.2) ---------------------------------------------------
 
 
 @pytest.mark.requirement("TOKEN-RESOURCE-AUDIENCE")
-def test_token_audience_is_the_mcp_server(run: Run, flows: Flows, clients: Clients,
-                                          alice_tokens: TokenSet, verdict: Verdict) -> None:
+def test_token_audience_is_the_mcp_server(
+    run: Run, flows: Flows, clients: Clients, alice_tokens: TokenSet, verdict: Verdict
+) -> None:
     """A token for the MCP server has it, and nothing else, as audience (RFC 8707 §2.2)."""
     audiences = _audiences(_claims(flows, clients, alice_tokens.access_token))
-    verdict.expect("TOKEN-RESOURCE-AUDIENCE", run.mcp_url in audiences,
-                   f"alice's token (resource={run.mcp_url}) has aud {audiences}, "
-                   "which does not name the MCP server")
+    verdict.expect(
+        "TOKEN-RESOURCE-AUDIENCE",
+        run.mcp_url in audiences,
+        f"alice's token (resource={run.mcp_url}) has aud {audiences}, "
+        "which does not name the MCP server",
+    )
     others = [a for a in audiences if a != run.mcp_url]
-    verdict.expect("TOKEN-RESOURCE-AUDIENCE", not others,
-                   f"alice's token (resource={run.mcp_url}) also names {others} as audience")
+    verdict.expect(
+        "TOKEN-RESOURCE-AUDIENCE",
+        not others,
+        f"alice's token (resource={run.mcp_url}) also names {others} as audience",
+    )
 
 
 @pytest.mark.requirement("TOKEN-RESOURCE-AUDIENCE")
-def test_token_audience_follows_requested_resource(run: Run, flows: Flows, clients: Clients,
-                                                   second_resource: str,
-                                                   verdict: Verdict) -> None:
+def test_token_audience_follows_requested_resource(
+    run: Run, flows: Flows, clients: Clients, second_resource: str, verdict: Verdict
+) -> None:
     """A token requested for another resource is for it, not the MCP server (RFC 8707 §2.2)."""
     tokens = flows.tokens(clients.public, resource=second_resource)
     audiences = _audiences(_claims(flows, clients, tokens.access_token))
-    verdict.expect("TOKEN-RESOURCE-AUDIENCE", audiences == [second_resource],
-                   f"a token requested with resource={second_resource} has aud {audiences}")
-    verdict.expect("TOKEN-RESOURCE-AUDIENCE", run.mcp_url not in audiences,
-                   f"a token requested for {second_resource} is also for the MCP server")
+    verdict.expect(
+        "TOKEN-RESOURCE-AUDIENCE",
+        audiences == [second_resource],
+        f"a token requested with resource={second_resource} has aud {audiences}",
+    )
+    verdict.expect(
+        "TOKEN-RESOURCE-AUDIENCE",
+        run.mcp_url not in audiences,
+        f"a token requested for {second_resource} is also for the MCP server",
+    )
 
 
 @pytest.mark.requirement("TOKEN-RESOURCE-INVALID-TARGET")
-def test_resource_outside_the_grant_is_invalid_target(flows: Flows, clients: Clients,
-                                                      second_resource: str,
-                                                      alice_tokens: TokenSet,
-                                                      verdict: Verdict) -> None:
+def test_resource_outside_the_grant_is_invalid_target(
+    flows: Flows, clients: Clients, second_resource: str, alice_tokens: TokenSet, verdict: Verdict
+) -> None:
     """A resource the grant does not cover fails with invalid_target (RFC 8707 §2.2)."""
     request = flows.request(clients.public)  # resource = the MCP server
     code = flows.code_for(request)
-    response = flows.redeem(clients.public, code, request, [("resource", second_resource)],
-                            note="redeem for a resource outside the grant")
+    response = flows.redeem(
+        clients.public,
+        code,
+        request,
+        [("resource", second_resource)],
+        note="redeem for a resource outside the grant",
+    )
     body = _token_body(flows, response)
     if body is not None:
         token = str(body["access_token"])
         audiences = _audiences(jwt.claims(token)) if jwt.is_jwt(token) else []
-        issued_for = ("the foreign resource" if second_resource in audiences
-                      else "a resource it did not ask for" if audiences else "an unknown audience")
-        verdict.fail("TOKEN-RESOURCE-INVALID-TARGET",
-                     f"a code granted for the MCP server, redeemed with "
-                     f"resource={second_resource}, yielded a token for {issued_for} "
-                     f"(aud {audiences})")
+        issued_for = (
+            "the foreign resource"
+            if second_resource in audiences
+            else "a resource it did not ask for"
+            if audiences
+            else "an unknown audience"
+        )
+        verdict.fail(
+            "TOKEN-RESOURCE-INVALID-TARGET",
+            f"a code granted for the MCP server, redeemed with "
+            f"resource={second_resource}, yielded a token for {issued_for} "
+            f"(aud {audiences})",
+        )
         return
     what = f"a code granted for the MCP server redeemed with resource={second_resource}"
     _expect_refused(verdict, "TOKEN-RESOURCE-INVALID-TARGET", response, ("invalid_target",), what)
@@ -337,16 +450,20 @@ def test_resource_outside_the_grant_is_invalid_target(flows: Flows, clients: Cli
 
 
 @pytest.mark.requirement("TOKEN-SCOPE-HANDLING")
-def test_unknown_scope_is_refused_or_left_out(flows: Flows, clients: Clients,
-                                              alice_tokens: TokenSet, verdict: Verdict) -> None:
+def test_unknown_scope_is_refused_or_left_out(
+    flows: Flows, clients: Clients, alice_tokens: TokenSet, verdict: Verdict
+) -> None:
     """An unknown scope is refused, or left out with the grant stated (OAuth 2.1 §3.2.3)."""
     scope = " ".join(s for s in (flows.basic_scope, _UNKNOWN_SCOPE) if s)
     request = flows.request(clients.public, scope=scope)
     authorization = flows.authorize(request)
     if authorization.error == "invalid_scope":
         return  # refused at the authorization endpoint: the first of the two allowed answers
-    verdict.precondition(authorization.code, f"the authorization request for scope {scope!r} "
-                                             f"got no code (error={authorization.error!r})")
+    verdict.precondition(
+        authorization.code,
+        f"the authorization request for scope {scope!r} "
+        f"got no code (error={authorization.error!r})",
+    )
     response = flows.redeem(clients.public, str(authorization.code), request)
     if _refused(response, ("invalid_scope",)):
         return
@@ -354,19 +471,27 @@ def test_unknown_scope_is_refused_or_left_out(flows: Flows, clients: Clients,
     verdict.precondition(body, f"redeeming the code got {_describe(response)}")
     assert body is not None
     stated = body.get("scope")
-    if not verdict.expect("TOKEN-SCOPE-HANDLING", isinstance(stated, str),
-                          f"scope {scope!r} was requested and the response states no `scope` "
-                          f"(got {stated!r}), so the client cannot know what was granted"):
+    if not verdict.expect(
+        "TOKEN-SCOPE-HANDLING",
+        isinstance(stated, str),
+        f"scope {scope!r} was requested and the response states no `scope` "
+        f"(got {stated!r}), so the client cannot know what was granted",
+    ):
         return
-    verdict.expect("TOKEN-SCOPE-HANDLING", _UNKNOWN_SCOPE not in str(stated).split(),
-                   f"the response grants the unknown scope {_UNKNOWN_SCOPE!r} ({stated!r})")
+    verdict.expect(
+        "TOKEN-SCOPE-HANDLING",
+        _UNKNOWN_SCOPE not in str(stated).split(),
+        f"the response grants the unknown scope {_UNKNOWN_SCOPE!r} ({stated!r})",
+    )
     token = str(body["access_token"])
     carried = _scopes(jwt.claims(token)) if jwt.is_jwt(token) else None
     if carried is None:
         return
-    verdict.expect("TOKEN-SCOPE-HANDLING", _UNKNOWN_SCOPE not in carried,
-                   f"the access token carries the unknown scope {_UNKNOWN_SCOPE!r} "
-                   f"(scope {sorted(carried)})")
+    verdict.expect(
+        "TOKEN-SCOPE-HANDLING",
+        _UNKNOWN_SCOPE not in carried,
+        f"the access token carries the unknown scope {_UNKNOWN_SCOPE!r} (scope {sorted(carried)})",
+    )
     if carried != set(str(stated).split()):
         verdict.note(f"the response states scope {stated!r}, the token carries {sorted(carried)}")
 
@@ -378,47 +503,72 @@ def test_unknown_scope_is_refused_or_left_out(flows: Flows, clients: Clients,
 def test_token_response_has_required_fields(alice_tokens: TokenSet, verdict: Verdict) -> None:
     """JSON with access_token, token_type Bearer/DPoP and expires_in (OAuth 2.1 §3.2.3)."""
     response, body = alice_tokens.response, alice_tokens.body
-    verdict.expect("TOKEN-RESPONSE-FIELDS", _media_type(response) == "application/json",
-                   f"the token response is {_media_type(response)!r}, not application/json")
+    verdict.expect(
+        "TOKEN-RESPONSE-FIELDS",
+        _media_type(response) == "application/json",
+        f"the token response is {_media_type(response)!r}, not application/json",
+    )
     token = body.get("access_token")
-    verdict.expect("TOKEN-RESPONSE-FIELDS", isinstance(token, str) and bool(token),
-                   f"`access_token` is not a non-empty string: {type(token).__name__}")
+    verdict.expect(
+        "TOKEN-RESPONSE-FIELDS",
+        isinstance(token, str) and bool(token),
+        f"`access_token` is not a non-empty string: {type(token).__name__}",
+    )
     token_type = body.get("token_type")
-    verdict.expect("TOKEN-RESPONSE-FIELDS",
-                   isinstance(token_type, str) and token_type.lower() in _BEARER_TYPES,
-                   f"`token_type` is {token_type!r}, not Bearer or DPoP")
+    verdict.expect(
+        "TOKEN-RESPONSE-FIELDS",
+        isinstance(token_type, str) and token_type.lower() in _BEARER_TYPES,
+        f"`token_type` is {token_type!r}, not Bearer or DPoP",
+    )
     expires_in = body.get("expires_in")
     if expires_in is None:
         verdict.note("the token response has no `expires_in` (RECOMMENDED)")
         return
-    verdict.expect("TOKEN-RESPONSE-FIELDS",
-                   isinstance(expires_in, int) and not isinstance(expires_in, bool)
-                   and expires_in > 0,
-                   f"`expires_in` is {expires_in!r}, not a positive integer")
+    verdict.expect(
+        "TOKEN-RESPONSE-FIELDS",
+        isinstance(expires_in, int) and not isinstance(expires_in, bool) and expires_in > 0,
+        f"`expires_in` is {expires_in!r}, not a positive integer",
+    )
 
 
 @pytest.mark.requirement("TOKEN-RESPONSE-NO-STORE")
-def test_token_responses_are_not_stored(flows: Flows, clients: Clients, alice_tokens: TokenSet,
-                                        verdict: Verdict) -> None:
+def test_token_responses_are_not_stored(
+    flows: Flows, clients: Clients, alice_tokens: TokenSet, verdict: Verdict
+) -> None:
     """Every token response carries Cache-Control: no-store (OAuth 2.1 §3.2.3)."""
     fresh = flows.tokens(clients.public)
     for who, response in (("alice's", alice_tokens.response), ("a fresh", fresh.response)):
-        verdict.expect("TOKEN-RESPONSE-NO-STORE", "no-store" in _cache_directives(response),
-                       f"{who} token response has Cache-Control "
-                       f"{response.headers.get('cache-control')!r}, without no-store")
+        verdict.expect(
+            "TOKEN-RESPONSE-NO-STORE",
+            "no-store" in _cache_directives(response),
+            f"{who} token response has Cache-Control "
+            f"{response.headers.get('cache-control')!r}, without no-store",
+        )
 
 
 # --- errors (OAuth 2.1 §3.2.4) -------------------------------------------------------------
 
 
-def _expect_error_format(verdict: Verdict, response: httpx.Response, status: int,
-                         code: str, what: str, tolerated: tuple[str, ...] = ()) -> None:
+def _expect_error_format(
+    verdict: Verdict,
+    response: httpx.Response,
+    status: int,
+    code: str,
+    what: str,
+    tolerated: tuple[str, ...] = (),
+) -> None:
     """A token error: `status`, application/json, an `error` member equal to `code`."""
     rid = "TOKEN-ERROR-FORMAT"
-    verdict.expect(rid, response.status_code == status,
-                   f"{what}: status {response.status_code}, expected {status}")
-    verdict.expect(rid, _media_type(response) == "application/json",
-                   f"{what}: content type {_media_type(response)!r}, expected application/json")
+    verdict.expect(
+        rid,
+        response.status_code == status,
+        f"{what}: status {response.status_code}, expected {status}",
+    )
+    verdict.expect(
+        rid,
+        _media_type(response) == "application/json",
+        f"{what}: content type {_media_type(response)!r}, expected application/json",
+    )
     error = _error_code(response)
     if not verdict.expect(rid, error is not None, f"{what}: the body has no `error` member"):
         return
@@ -429,29 +579,38 @@ def _expect_error_format(verdict: Verdict, response: httpx.Response, status: int
 
 
 @pytest.mark.requirement("TOKEN-ERROR-FORMAT")
-def test_missing_grant_type_is_invalid_request(flows: Flows, clients: Clients,
-                                               alice_tokens: TokenSet, verdict: Verdict) -> None:
+def test_missing_grant_type_is_invalid_request(
+    flows: Flows, clients: Clients, alice_tokens: TokenSet, verdict: Verdict
+) -> None:
     """A token request without grant_type is 400 invalid_request in JSON (OAuth 2.1 §3.2.4)."""
     params = [p for p in _bogus_code_params() if p[0] != "grant_type"]
     response = _post(flows, clients.public, params, "token request without grant_type")
-    _expect_error_format(verdict, response, 400, "invalid_request",
-                         "a token request without grant_type",
-                         tolerated=("unsupported_grant_type",))
+    _expect_error_format(
+        verdict,
+        response,
+        400,
+        "invalid_request",
+        "a token request without grant_type",
+        tolerated=("unsupported_grant_type",),
+    )
 
 
 @pytest.mark.requirement("TOKEN-ERROR-FORMAT")
-def test_unknown_grant_type_is_unsupported(flows: Flows, clients: Clients,
-                                           alice_tokens: TokenSet, verdict: Verdict) -> None:
+def test_unknown_grant_type_is_unsupported(
+    flows: Flows, clients: Clients, alice_tokens: TokenSet, verdict: Verdict
+) -> None:
     """An unknown grant_type is 400 unsupported_grant_type in JSON (OAuth 2.1 §3.2.4)."""
-    params = [("grant_type", "foo") if k == "grant_type" else (k, v)
-              for k, v in _bogus_code_params()]
+    params = [
+        ("grant_type", "foo") if k == "grant_type" else (k, v) for k, v in _bogus_code_params()
+    ]
     response = _post(flows, clients.public, params, "token request with grant_type=foo")
     _expect_error_format(verdict, response, 400, "unsupported_grant_type", "grant_type=foo")
 
 
 @pytest.mark.requirement("TOKEN-ERROR-FORMAT")
-def test_unknown_code_is_invalid_grant(flows: Flows, clients: Clients, alice_tokens: TokenSet,
-                                       verdict: Verdict) -> None:
+def test_unknown_code_is_invalid_grant(
+    flows: Flows, clients: Clients, alice_tokens: TokenSet, verdict: Verdict
+) -> None:
     """A code the server never issued is 400 invalid_grant in JSON (OAuth 2.1 §3.2.4)."""
     response = _post(flows, clients.public, _bogus_code_params(), "token request with a bogus code")
     _expect_error_format(verdict, response, 400, "invalid_grant", "a bogus authorization code")
@@ -459,57 +618,80 @@ def test_unknown_code_is_invalid_grant(flows: Flows, clients: Clients, alice_tok
 
 @pytest.mark.requirement("TOKEN-ERROR-FORMAT")
 def test_failed_basic_authentication_is_401_with_challenge(
-        flows: Flows, clients: Clients, confidential_tokens: TokenSet, verdict: Verdict) -> None:
+    flows: Flows, clients: Clients, confidential_tokens: TokenSet, verdict: Verdict
+) -> None:
     """A wrong Basic secret is 401 invalid_client with a Basic challenge (OAuth 2.1 §3.2.4)."""
     assert clients.confidential is not None  # confidential_tokens skips otherwise
     request = flows.request(clients.confidential)
     code = flows.code_for(request)
-    response = flows.redeem(_with_wrong_secret(clients.confidential), code, request,
-                            note="redeem with a wrong client secret (Basic)")
+    response = flows.redeem(
+        _with_wrong_secret(clients.confidential),
+        code,
+        request,
+        note="redeem with a wrong client secret (Basic)",
+    )
     _token_body(flows, response)
     what = "HTTP Basic with a wrong client secret"
     _expect_error_format(verdict, response, 401, "invalid_client", what)
     challenges = parse_www_authenticate(response.headers.get_list("www-authenticate"))
-    verdict.expect("TOKEN-ERROR-FORMAT", challenges.scheme("Basic") is not None,
-                   f"{what}: WWW-Authenticate is {response.headers.get('www-authenticate')!r}, "
-                   "expected a Basic challenge")
+    verdict.expect(
+        "TOKEN-ERROR-FORMAT",
+        challenges.scheme("Basic") is not None,
+        f"{what}: WWW-Authenticate is {response.headers.get('www-authenticate')!r}, "
+        "expected a Basic challenge",
+    )
 
 
 # --- client authentication (OAuth 2.1 §2.4, §3.2.1) ----------------------------------------
 
 
 @pytest.mark.requirement("TOKEN-CLIENT-AUTH")
-def test_confidential_client_must_authenticate(flows: Flows, clients: Clients,
-                                               confidential_tokens: TokenSet,
-                                               verdict: Verdict) -> None:
+def test_confidential_client_must_authenticate(
+    flows: Flows, clients: Clients, confidential_tokens: TokenSet, verdict: Verdict
+) -> None:
     """A confidential client presenting only its client_id is refused (OAuth 2.1 §3.2.1)."""
     assert clients.confidential is not None  # confidential_tokens skips otherwise
     request = flows.request(clients.confidential)
     code = flows.code_for(request)
-    response = flows.redeem(clients.confidential.without_secret(), code, request,
-                            note="redeem with the confidential client's client_id only")
+    response = flows.redeem(
+        clients.confidential.without_secret(),
+        code,
+        request,
+        note="redeem with the confidential client's client_id only",
+    )
     _token_body(flows, response)
-    _expect_refused(verdict, "TOKEN-CLIENT-AUTH", response, ("invalid_client",),
-                    "the confidential client redeemed its code with client_id only",
-                    statuses=(400, 401))
+    _expect_refused(
+        verdict,
+        "TOKEN-CLIENT-AUTH",
+        response,
+        ("invalid_client",),
+        "the confidential client redeemed its code with client_id only",
+        statuses=(400, 401),
+    )
 
 
 @pytest.mark.requirement("TOKEN-CLIENT-AUTH")
-def test_two_client_authentication_methods_are_refused(flows: Flows, clients: Clients,
-                                                       confidential_tokens: TokenSet,
-                                                       verdict: Verdict) -> None:
+def test_two_client_authentication_methods_are_refused(
+    flows: Flows, clients: Clients, confidential_tokens: TokenSet, verdict: Verdict
+) -> None:
     """Basic plus client_secret in the body is invalid_request (OAuth 2.1 §2.4, §3.2.4)."""
     confidential = clients.confidential
     assert confidential is not None and confidential.client_secret is not None
     request = flows.request(confidential)
     code = flows.code_for(request)
     basic = replace(confidential, auth_method="client_secret_basic")
-    response = flows.redeem(basic, code, request, [("client_secret", confidential.client_secret)],
-                            note="redeem with Basic and client_secret in the body")
+    response = flows.redeem(
+        basic,
+        code,
+        request,
+        [("client_secret", confidential.client_secret)],
+        note="redeem with Basic and client_secret in the body",
+    )
     _token_body(flows, response)
     what = "a token request authenticated with both Basic and client_secret in the body"
     if _refused(response, ("invalid_client",), (400, 401)):
-        verdict.tolerate("TOKEN-CLIENT-AUTH",
-                         f"{what} got invalid_client; invalid_request is the defined code")
+        verdict.tolerate(
+            "TOKEN-CLIENT-AUTH", f"{what} got invalid_client; invalid_request is the defined code"
+        )
         return
     _expect_refused(verdict, "TOKEN-CLIENT-AUTH", response, ("invalid_request",), what)
