@@ -22,6 +22,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy conformance reports profiles mock_idp reference
+
+bench: $(STAMP)
+	$(BIN)/python scripts/benchmark.py
 
 clean:
 	rm -rf $(VENV) $(REPORT_DIR) .pytest_cache

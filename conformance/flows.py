@@ -166,6 +166,15 @@ class Flows:
         params.extend(extra)
         return token_request(self.http, self.token_endpoint, client, params, note=note)
 
+    def token_body(self, response: httpx.Response) -> dict[str, Any] | None:
+        """The body of a successful token response, its tokens remembered for redaction."""
+        body = json_object(response)
+        if response.status_code != 200 or not body or not body.get("access_token"):
+            return None
+        self.http.redactor.remember(body.get("access_token"))
+        self.http.redactor.remember(body.get("refresh_token"))
+        return body
+
     def tokens(
         self,
         client: Client,
@@ -179,12 +188,7 @@ class Flows:
         with recording() as exchanges:
             code = self.code_for(request, user)
             response = self.redeem(client, code, request)
-        body = json_object(response)
-        Flows._require(
-            response.status_code == 200 and body and body.get("access_token"),
-            f"known-good token request failed with {response.status_code}",
-        )
+        body = self.token_body(response)
+        Flows._require(body, f"known-good token request failed with {response.status_code}")
         assert body is not None
-        self.http.redactor.remember(body.get("access_token"))
-        self.http.redactor.remember(body.get("refresh_token"))
         return TokenSet(client, user, response, body, exchanges)

@@ -108,6 +108,11 @@ def _settings(config: pytest.Config) -> RunSettings:
             raise ConfigError(
                 f"unknown --defect {name!r}; valid: {', '.join(known_defects)} (see --list-defects)"
             )
+    if option.target_config and target == "embedded":
+        raise ConfigError(
+            "--target-config is not used with --target embedded (the embedded reference "
+            "describes itself); drop one of them"
+        )
     target_config = load_config(option.target_config) if option.target_config else TargetConfig()
     if target != "embedded" and not target.startswith(("http://", "https://")):
         raise ConfigError(f"--target {target!r} is neither an http(s) URL nor 'embedded'")

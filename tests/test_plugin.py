@@ -99,7 +99,9 @@ def test_non_mcp_target_is_named_as_such(tmp_path: Path) -> None:
 def test_bad_target_config_names_what_to_fix(tmp_path: Path, toml: str, expected: str) -> None:
     config = tmp_path / "target.toml"
     config.write_text(toml)
-    result = pytest_cli("--target", "embedded", "--target-config", str(config), cwd=tmp_path)
+    result = pytest_cli(
+        "--target", "http://127.0.0.1:9/mcp", "--target-config", str(config), cwd=tmp_path
+    )
     lines = error_lines(result)
     assert result.returncode != 0
     assert len(lines) == 1 and expected in lines[0], lines
@@ -209,3 +211,11 @@ def test_findings_map_to_the_five_verdicts(pytester: pytest.Pytester) -> None:
     assert row["outcome"] == "failed"  # the strict profile does not tolerate variants
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*RS-MISSING-TOKEN-401 (MUST): got 200*"])
+
+
+def test_target_config_is_refused_with_the_embedded_target(tmp_path: Path) -> None:
+    config = tmp_path / "target.toml"
+    config.write_text("[target]\n")
+    result = pytest_cli("--target", "embedded", "--target-config", str(config), cwd=tmp_path)
+    lines = error_lines(result)
+    assert result.returncode != 0 and len(lines) == 1 and "--target embedded" in lines[0]

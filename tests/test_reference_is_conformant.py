@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import jsonschema
 
 from reports import results_schema
@@ -33,3 +35,18 @@ def test_summary_and_terminal_table_are_written(clean_run: SuiteRun) -> None:
     assert "mcp-2025-11-25: conformant" in summary
     assert "MCP authorization conformance" in clean_run.stdout
     assert "CONFORMANT" in clean_run.stdout
+
+
+def test_reports_keep_no_secret_in_the_clear(clean_run: SuiteRun) -> None:
+    """Passwords, codes, client secrets and replayable tokens are redacted in the evidence."""
+    text = (clean_run.report_dir / "results.json").read_text()
+    assert "alice-password" not in text and "bob-password" not in text
+    signed_jwts = re.findall(r"eyJ[\w-]+\.eyJ[\w-]*\.[\w-]+", text)
+    assert not signed_jwts  # JWTs keep header and claims, never the signature
+    assert not re.findall(r"[?&#]code=(?!%3Credacted)[\w-]{8,}", text)
+    assert not re.findall(r'"client_secret": "(?!<redacted)', text)
+    for check in clean_run.results["checks"]:
+        for exchange in check["evidence"]:
+            for name, value in exchange["request_headers"].items():
+                if name.lower() == "authorization":
+                    assert "<redacted" in value, value

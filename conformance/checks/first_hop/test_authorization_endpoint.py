@@ -215,12 +215,7 @@ def test_s256_code_is_not_redeemable_with_the_challenge(
 
 
 def _issued(flows: Flows, response: httpx.Response) -> bool:
-    body = json_object(response)
-    if response.status_code == 200 and body and body.get("access_token"):
-        flows.http.redactor.remember(body.get("access_token"))
-        flows.http.redactor.remember(body.get("refresh_token"))
-        return True
-    return False
+    return flows.token_body(response) is not None
 
 
 @pytest.mark.requirement("AUTHZ-PKCE-METHOD-UNSUPPORTED")

@@ -75,16 +75,6 @@ def _expect_refused(
     )
 
 
-def _token_body(flows: Flows, response: httpx.Response) -> dict[str, Any] | None:
-    """The body of a successful token response (its tokens are redacted from evidence)."""
-    body = json_object(response)
-    if response.status_code != 200 or not body or not body.get("access_token"):
-        return None
-    flows.http.redactor.remember(body.get("access_token"))
-    flows.http.redactor.remember(body.get("refresh_token"))
-    return body
-
-
 def _post(flows: Flows, client: Client, params: list[tuple[str, str]], note: str) -> httpx.Response:
     """A raw token request for `client` (no code needed: shape and error checks)."""
     return token_request(flows.http, flows.token_endpoint, client, params, note=note)
@@ -229,9 +219,9 @@ def test_code_is_single_use(flows: Flows, clients: Clients, verdict: Verdict) ->
     request = flows.request(clients.public)
     code = flows.code_for(request)
     first = flows.redeem(clients.public, code, request, note="known-good: first redemption")
-    verdict.precondition(_token_body(flows, first), f"first redemption got {_describe(first)}")
+    verdict.precondition(flows.token_body(first), f"first redemption got {_describe(first)}")
     replay = flows.redeem(clients.public, code, request, note="replay the same request")
-    _token_body(flows, replay)
+    flows.token_body(replay)
     _expect_refused(
         verdict,
         "TOKEN-CODE-SINGLE-USE",
@@ -249,7 +239,7 @@ def test_code_replay_revokes_issued_tokens(
     request = flows.request(clients.public)
     code = flows.code_for(request)
     first = flows.redeem(clients.public, code, request, note="known-good: first redemption")
-    body = _token_body(flows, first)
+    body = flows.token_body(first)
     verdict.precondition(body, f"first redemption got {_describe(first)}")
     assert body is not None
     access, refresh = str(body["access_token"]), body.get("refresh_token")
@@ -259,7 +249,7 @@ def test_code_replay_revokes_issued_tokens(
     )
 
     replay = flows.redeem(clients.public, code, request, note="replay the used code")
-    _token_body(flows, replay)
+    flows.token_body(replay)
     after = _initialize(run, access, "the first access token after the replay")
     probes = [f"the MCP server answers {after.status_code} to the first access token"]
     at_revoked = after.status_code == 401
@@ -271,7 +261,7 @@ def test_code_replay_revokes_issued_tokens(
             [("grant_type", "refresh_token"), ("refresh_token", refresh)],
             "refresh with the first refresh token after the replay",
         )
-        _token_body(flows, refreshed)
+        flows.token_body(refreshed)
         rt_revoked = _refused(refreshed, ("invalid_grant",))
         probes.append(f"its refresh token got {_describe(refreshed)}")
     if rt_revoked and not at_revoked:
@@ -299,7 +289,7 @@ def test_code_is_bound_to_its_client(
     response = flows.redeem(
         clients.second_public, code, request, note="redeem the code as the second public client"
     )
-    _token_body(flows, response)
+    flows.token_body(response)
     _expect_refused(
         verdict,
         "TOKEN-CODE-BOUND-CLIENT",
@@ -327,7 +317,7 @@ def test_mismatched_redirect_uri_is_refused(
         [("redirect_uri", uris[1])],
         note="redeem with the other registered redirect_uri",
     )
-    _token_body(flows, response)
+    flows.token_body(response)
     _expect_refused(
         verdict,
         "TOKEN-REDIRECT-URI",
@@ -358,7 +348,7 @@ def test_password_grant_is_refused(
     if flows.basic_scope:
         params.append(("scope", flows.basic_scope))
     response = _post(flows, client, params, f"password grant for {user.name}")
-    _token_body(flows, response)
+    flows.token_body(response)
     _expect_refused(
         verdict,
         "TOKEN-NO-PASSWORD-GRANT",
@@ -424,7 +414,7 @@ def test_resource_outside_the_grant_is_invalid_target(
         [("resource", second_resource)],
         note="redeem for a resource outside the grant",
     )
-    body = _token_body(flows, response)
+    body = flows.token_body(response)
     if body is not None:
         token = str(body["access_token"])
         audiences = _audiences(jwt.claims(token)) if jwt.is_jwt(token) else []
@@ -467,7 +457,7 @@ def test_unknown_scope_is_refused_or_left_out(
     response = flows.redeem(clients.public, str(authorization.code), request)
     if _refused(response, ("invalid_scope",)):
         return
-    body = _token_body(flows, response)
+    body = flows.token_body(response)
     verdict.precondition(body, f"redeeming the code got {_describe(response)}")
     assert body is not None
     stated = body.get("scope")
@@ -630,7 +620,7 @@ def test_failed_basic_authentication_is_401_with_challenge(
         request,
         note="redeem with a wrong client secret (Basic)",
     )
-    _token_body(flows, response)
+    flows.token_body(response)
     what = "HTTP Basic with a wrong client secret"
     _expect_error_format(verdict, response, 401, "invalid_client", what)
     challenges = parse_www_authenticate(response.headers.get_list("www-authenticate"))
@@ -659,7 +649,7 @@ def test_confidential_client_must_authenticate(
         request,
         note="redeem with the confidential client's client_id only",
     )
-    _token_body(flows, response)
+    flows.token_body(response)
     _expect_refused(
         verdict,
         "TOKEN-CLIENT-AUTH",
@@ -687,7 +677,7 @@ def test_two_client_authentication_methods_are_refused(
         [("client_secret", confidential.client_secret)],
         note="redeem with Basic and client_secret in the body",
     )
-    _token_body(flows, response)
+    flows.token_body(response)
     what = "a token request authenticated with both Basic and client_secret in the body"
     if _refused(response, ("invalid_client",), (400, 401)):
         verdict.tolerate(
