@@ -11,7 +11,6 @@ Validation order:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
@@ -34,24 +33,12 @@ from reference.authorization_server.redirects import (
     with_params,
 )
 from reference.authorization_server.registration import LOOPBACK_HOSTS
-from reference.authorization_server.store import Client
+from reference.authorization_server.store import Client, ValidatedRequest
 from reference.settings import BASIC_SCOPE, SCOPES_SUPPORTED
 
 # RFC 7636 §4.1/§4.2: code_verifier and S256 challenge alphabet and length.
 _PKCE_VALUE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 _LOOPBACK_URI = re.compile(r"^http://(\[[^\]/]*\]|[^/?#:@\[\]]*)(:[0-9]*)?([/?].*)?$", re.S)
-
-
-@dataclass
-class ValidatedRequest:
-    client: Client
-    redirect_uri: str
-    response_type: str
-    state: str | None
-    code_challenge: str | None
-    code_challenge_method: str | None
-    resource: str | None
-    scope: list[str]
 
 
 # --- redirect URI matching (OAuth 2.1 §2.3.1, RFC 8252 §7.3) ---

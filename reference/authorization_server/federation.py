@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote_plus
 
 import httpx
@@ -32,14 +32,12 @@ from reference.authorization_server.redirects import (
 from reference.authorization_server.store import (
     AuthorizationCode,
     PendingAuthorization,
+    ValidatedRequest,
     now,
     random_token,
 )
 from reference.authorization_server.tokens import mint_access_token
 from reference.settings import ReferenceSettings
-
-if TYPE_CHECKING:
-    from reference.authorization_server.authorize import ValidatedRequest
 
 IDP_TIMEOUT = 5.0
 ID_TOKEN_ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
@@ -158,14 +156,7 @@ async def start_login(ctx: Context, req: ValidatedRequest) -> Response:
         return error_page("Sign-in unavailable", str(exc), 502)
     pending = PendingAuthorization(
         id=random_token(32),
-        client_id=req.client.client_id,
-        redirect_uri=req.redirect_uri,
-        response_type=req.response_type,
-        state=req.state,
-        code_challenge=req.code_challenge,
-        code_challenge_method=req.code_challenge_method,
-        resource=req.resource,
-        scope=req.scope,
+        request=req,
         nonce=random_token(16),
         idp_code_verifier=secrets.token_urlsafe(48),
     )
@@ -187,12 +178,12 @@ def issue_code(ctx: Context, pending: PendingAuthorization, user: str, auth_time
     """OAuth 2.1 §4.1.2: a single-use, short-lived code bound to the request."""
     code = AuthorizationCode(
         code=random_token(32),
-        client_id=pending.client_id,
-        redirect_uri=pending.redirect_uri,
-        code_challenge=pending.code_challenge,
-        code_challenge_method=pending.code_challenge_method,
-        resource=pending.resource,
-        scope=pending.scope,
+        client_id=pending.request.client.client_id,
+        redirect_uri=pending.request.redirect_uri,
+        code_challenge=pending.request.code_challenge,
+        code_challenge_method=pending.request.code_challenge_method,
+        resource=pending.request.resource,
+        scope=pending.request.scope,
         user=user,
         auth_time=auth_time,
         expires_at=now() + ctx.settings.code_lifetime,
@@ -205,19 +196,19 @@ def implicit_response(
     ctx: Context, pending: PendingAuthorization, user: str, auth_time: int
 ) -> Response:
     """Only under `authz-implicit-enabled`: an access token in the redirect fragment."""
-    resource = pending.resource or ctx.settings.mcp_url
+    resource = pending.request.resource or ctx.settings.mcp_url
     grant = ctx.store.new_grant(
-        client_id=pending.client_id,
+        client_id=pending.request.client.client_id,
         user=user,
-        scope=pending.scope,
+        scope=pending.request.scope,
         resource=resource,
         auth_time=auth_time,
     )
     token, lifetime = mint_access_token(
         ctx,
-        client_id=pending.client_id,
+        client_id=pending.request.client.client_id,
         user=user,
-        scope=pending.scope,
+        scope=pending.request.scope,
         resource=resource,
         auth_time=auth_time,
         grant_id=grant.id,
@@ -226,11 +217,13 @@ def implicit_response(
         "access_token": token,
         "token_type": "Bearer",
         "expires_in": str(lifetime),
-        "scope": " ".join(pending.scope),
+        "scope": " ".join(pending.request.scope),
     }
-    if pending.state is not None:
-        params["state"] = pending.state
-    return redirect(with_params(pending.redirect_uri, add_iss(ctx, params), fragment=True), 303)
+    if pending.request.state is not None:
+        params["state"] = pending.request.state
+    return redirect(
+        with_params(pending.request.redirect_uri, add_iss(ctx, params), fragment=True), 303
+    )
 
 
 async def callback_endpoint(request: Request) -> Response:
@@ -243,7 +236,7 @@ async def callback_endpoint(request: Request) -> Response:
 
     def fail(error: str, description: str) -> Response:
         err = AuthorizationError(error, description)
-        return error_redirect(ctx, pending.redirect_uri, err, pending.state, 303)
+        return error_redirect(ctx, pending.request.redirect_uri, err, pending.request.state, 303)
 
     idp_error = params.get("error")
     if idp_error is not None:
@@ -269,11 +262,11 @@ async def callback_endpoint(request: Request) -> Response:
         return fail("server_error", f"sign-in at the identity provider failed: {exc}")
     user = str(claims["sub"])
     auth_time = int(claims.get("auth_time") or now())
-    if pending.response_type == "token":
+    if pending.request.response_type == "token":
         return implicit_response(ctx, pending, user, auth_time)
     code = issue_code(ctx, pending, user, auth_time)
     response = {"code": code}
-    if pending.state is not None:
-        response["state"] = pending.state
+    if pending.request.state is not None:
+        response["state"] = pending.request.state
     # OAuth 2.1 §7.5.4: 303, never 307, after the sign-in.
-    return redirect(with_params(pending.redirect_uri, add_iss(ctx, response)), 303)
+    return redirect(with_params(pending.request.redirect_uri, add_iss(ctx, response)), 303)

@@ -43,11 +43,10 @@ class Client:
 
 
 @dataclass
-class PendingAuthorization:
-    """A validated authorization request waiting for the user to sign in at the IdP."""
+class ValidatedRequest:
+    """An authorization request that passed every check of /authorize."""
 
-    id: str
-    client_id: str
+    client: Client
     redirect_uri: str
     response_type: str
     state: str | None
@@ -55,6 +54,14 @@ class PendingAuthorization:
     code_challenge_method: str | None
     resource: str | None
     scope: list[str]
+
+
+@dataclass
+class PendingAuthorization:
+    """A validated authorization request waiting for the user to sign in at the IdP."""
+
+    id: str
+    request: ValidatedRequest
     nonce: str
     idp_code_verifier: str
     created_at: int = field(default_factory=now)
