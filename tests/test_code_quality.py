@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).parent.parent
-LIBRARY = ["conformance", "reports", "profiles", "mock_idp", "reference"]
+LIBRARY = ["conformance", "reports", "profiles", "mock_idp", "mock_saas", "reference"]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
