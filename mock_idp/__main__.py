@@ -1,6 +1,33 @@
-"""Standalone mode: `python -m mock_idp --host 127.0.0.1 --port N [--client ID:SECRET:URI ...]`.
+"""Standalone mode: `python -m mock_idp --host 127.0.0.1 --port N [--client ID:SECRET:URI ...]
+[--config FILE] [--test-signer]`.
 
-Prints one line `mock_idp ready: issuer=<URL>` on stdout once it accepts connections.
+Prints one line `mock_idp ready: issuer=<URL>` on stdout once it accepts connections. A
+bad command line or configuration file is reported as one line on stderr, exit status 2.
+
+`--config FILE` reads a TOML file; every key is optional, unknown keys are errors:
+
+    issuer = "http://127.0.0.1:41000"  # default http://HOST:PORT; --issuer wins
+    id_jag_lifetime = 300              # seconds an ID-JAG lives
+    test_signer = true                 # expose POST /_test/sign (so does --test-signer)
+    defects = ["idp-self-redeem"]      # IdP defect switches (reference/defects.py)
+
+    [[users]]                          # replaces alice and bob when given
+    username = "carol"
+    password = "carol-password"
+    email = "carol@example.com"        # default USERNAME@example.com
+    name = "Carol Example"             # default USERNAME
+
+    [[clients]]                        # added to the --client ones (ids must differ)
+    client_id = "reference-as"
+    client_secret = "reference-as-secret"  # omit for a public client
+    redirect_uris = ["http://127.0.0.1:41001/callback"]
+    [clients.ras_client_ids]           # RAS issuer -> this client's id at that RAS
+    "http://127.0.0.1:41002" = "mcp-deployment"
+
+    [[audiences]]                      # a resource AS the IdP issues ID-JAGs for
+    issuer = "http://127.0.0.1:41002"
+    resources = ["http://127.0.0.1:41002/ccx/api"]
+    scopes = ["workers:read"]
 """
 
 from __future__ import annotations
@@ -19,7 +46,8 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from mock_idp.app import create_app
-from mock_idp.settings import IdpClient, IdpSettings
+from mock_idp.config import ConfigError, ConfigFile, load_config
+from mock_idp.settings import DEFAULT_USERS, IdpClient, IdpSettings
 
 
 class UsageError(Exception):
@@ -27,7 +55,11 @@ class UsageError(Exception):
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m mock_idp", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m mock_idp",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--issuer", help="default: http://HOST:PORT")
@@ -38,6 +70,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="ID:SECRET:REDIRECT_URI",
         help="register a client (repeatable; empty SECRET = public client; "
         "repeat an ID to add redirect URIs)",
+    )
+    parser.add_argument("--config", metavar="FILE", help="TOML configuration (format above)")
+    parser.add_argument(
+        "--test-signer", action="store_true", help="expose POST /_test/sign (loopback callers)"
     )
     parser.add_argument("--allow-non-loopback", action="store_true")
     parser.add_argument("--log-level", default="warning")
@@ -67,6 +103,25 @@ def parse_clients(specs: Sequence[str]) -> tuple[IdpClient, ...]:
         uris = (previous.redirect_uris if previous else ()) + (redirect_uri,)
         clients[client_id] = IdpClient(client_id, secret or None, uris)
     return tuple(clients.values())
+
+
+def read_config(path: str | None) -> ConfigFile:
+    if path is None:
+        return ConfigFile()
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise UsageError(" ".join(str(exc).split())) from exc
+
+
+def merge_clients(
+    from_config: tuple[IdpClient, ...], from_flags: tuple[IdpClient, ...]
+) -> tuple[IdpClient, ...]:
+    """The configuration file's clients, then the `--client` ones; an id may not be in both."""
+    both = sorted({c.client_id for c in from_config} & {c.client_id for c in from_flags})
+    if both:
+        raise UsageError(f"client(s) {', '.join(both)} given both in --config and --client")
+    return from_config + from_flags
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -109,13 +164,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"refusing to listen on non-loopback host {args.host!r}; "
                 "pass --allow-non-loopback to override"
             )
-        clients = parse_clients(args.client)
+        config = read_config(args.config)
+        clients = merge_clients(config.clients, parse_clients(args.client))
         sock = bind(args.host, args.port)
         port = sock.getsockname()[1]
         host = f"[{args.host.strip('[]')}]" if ":" in args.host else args.host
-        issuer = (args.issuer or f"http://{host}:{port}").rstrip("/")
+        issuer = (args.issuer or config.issuer or f"http://{host}:{port}").rstrip("/")
+        lifetime = config.id_jag_lifetime
         try:
-            settings = IdpSettings(issuer=issuer, clients=clients)
+            settings = IdpSettings(
+                issuer=issuer,
+                users=DEFAULT_USERS if config.users is None else config.users,
+                clients=clients,
+                audiences=config.audiences,
+                defects=config.defects,
+                test_signer=config.test_signer or args.test_signer,
+                **({} if lifetime is None else {"id_jag_lifetime": lifetime}),
+            )
         except ValueError as exc:
             sock.close()
             raise UsageError(str(exc)) from exc

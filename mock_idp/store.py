@@ -1,4 +1,5 @@
-"""In-memory state of one IdP instance: pending logins, SSO sessions, codes, access tokens.
+"""In-memory state of one IdP instance: pending logins, SSO sessions, codes, access tokens,
+issued ID-JAGs.
 
 Nothing is persisted; every app gets its own `Store`. All secrets are 256-bit random values
 (RFC 6749 section 10.10). `clock` is replaceable so tests can move time forward.
@@ -81,6 +82,7 @@ class Store:
         self._sessions: dict[str, Session] = {}
         self._codes: dict[str, AuthorizationCode] = {}
         self._tokens: dict[str, AccessToken] = {}
+        self._id_jags: dict[str, float] = {}  # jti -> exp of every ID-JAG issued
 
     def now(self) -> float:
         return self.clock()
@@ -153,6 +155,15 @@ class Store:
         for token in tokens:
             self._tokens.pop(token, None)
 
+    # --- issued ID-JAGs (remembered only so `idp-self-redeem` can recognise its own) ---
+
+    def add_id_jag(self, jti: str, expires_at: float) -> None:
+        self._sweep()
+        self._id_jags[jti] = expires_at
+
+    def issued_id_jag(self, jti: str) -> bool:
+        return self._id_jags.get(jti, 0) > self.now()
+
     def _sweep(self) -> None:
         """Forget expired entries. Codes are kept a while past expiry to spot reuse."""
         now = self.now()
@@ -160,3 +171,4 @@ class Store:
         self._sessions = {k: v for k, v in self._sessions.items() if v.expires_at > now}
         self._codes = {k: v for k, v in self._codes.items() if v.expires_at + 3600 > now}
         self._tokens = {k: v for k, v in self._tokens.items() if v.expires_at > now}
+        self._id_jags = {k: v for k, v in self._id_jags.items() if v > now}

@@ -1,7 +1,8 @@
 """The token endpoint: client authentication, then one handler per `grant_type`.
 
-A new grant (e.g. RFC 8693 token exchange) is one function added to `GRANT_HANDLERS`;
-discovery's `grant_types_supported` is derived from that table.
+A new grant is one function added to `GRANT_HANDLERS`; discovery's `grant_types_supported`
+is derived from that table. RFC 8693 token exchange (ID-JAG issuance) lives in
+`mock_idp.token_exchange`.
 """
 
 from __future__ import annotations
@@ -11,60 +12,35 @@ import binascii
 import hashlib
 import hmac
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote_plus
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from mock_idp.grant import (
+    BASIC_CHALLENGE,
+    JWT_BEARER,
+    NO_STORE,
+    TOKEN_EXCHANGE,
+    GrantHandler,
+    TokenContext,
+    TokenError,
+)
 from mock_idp.keys import SigningKey
 from mock_idp.settings import IdpClient, IdpSettings
 from mock_idp.store import Store
+from mock_idp.token_exchange import (
+    client_named_without_secret,
+    self_redeem_grant,
+    token_exchange_grant,
+)
 
-NO_STORE: dict[str, str] = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-_BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="mock_idp"'}
+__all__ = ["GRANT_HANDLERS", "NO_STORE", "TokenContext", "TokenError", "token_endpoint"]
+
 # RFC 7636 section 4.1: code_verifier = 43*128unreserved
 VERIFIER_RE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
-
-
-class TokenError(Exception):
-    """An RFC 6749 section 5.2 error response."""
-
-    def __init__(
-        self,
-        error: str,
-        description: str,
-        status_code: int = 400,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(f"{error}: {description}")
-        self.error = error
-        self.description = description
-        self.status_code = status_code
-        self.headers = dict(headers or {})
-
-    def response(self) -> JSONResponse:
-        return JSONResponse(
-            {"error": self.error, "error_description": self.description},
-            status_code=self.status_code,
-            headers={**NO_STORE, **self.headers},
-        )
-
-
-@dataclass(frozen=True)
-class TokenContext:
-    """What a grant handler gets: the authenticated client and the request parameters."""
-
-    settings: IdpSettings
-    store: Store
-    signing_key: SigningKey
-    client: IdpClient
-    params: Mapping[str, str]
-
-
-GrantHandler = Callable[[TokenContext], dict[str, Any]]
 
 
 async def token_endpoint(
@@ -76,14 +52,31 @@ async def token_endpoint(
         grant_type = params.get("grant_type")
         if not grant_type:
             raise TokenError("invalid_request", "grant_type is required")
-        client = authenticate_client(request.headers.get("authorization"), params, settings)
-        handler = GRANT_HANDLERS.get(grant_type)
+        authorization = request.headers.get("authorization")
+        client: IdpClient | None = None
+        if grant_type == TOKEN_EXCHANGE and settings.has_defect("idp-exchange-without-client-auth"):
+            client = client_named_without_secret(authorization, params, settings)
+        authenticated = client is None
+        if client is None:
+            client = authenticate_client(authorization, params, settings)
+        handler = grant_handlers(settings).get(grant_type)
         if handler is None:
             raise TokenError("unsupported_grant_type", f"grant_type {grant_type!r} unsupported")
-        body = handler(TokenContext(settings, store, signing_key, client, params))
+        ctx = TokenContext(
+            settings, store, signing_key, client, params, authenticated and not client.is_public
+        )
+        body = handler(ctx)
     except TokenError as exc:
         return exc.response()
     return JSONResponse(body, headers=NO_STORE)
+
+
+def grant_handlers(settings: IdpSettings) -> dict[str, GrantHandler]:
+    """The grants this instance serves: `GRANT_HANDLERS`, plus jwt-bearer when the
+    `idp-self-redeem` defect is on (never advertised)."""
+    if settings.has_defect("idp-self-redeem"):
+        return {**GRANT_HANDLERS, JWT_BEARER: self_redeem_grant}
+    return GRANT_HANDLERS
 
 
 async def _form_params(request: Request) -> dict[str, str]:
@@ -112,16 +105,16 @@ def authenticate_client(
         basic_id, basic_secret = basic
         if params.get("client_id", basic_id) != basic_id:
             raise TokenError("invalid_request", "client_id differs from the Basic credentials")
-        return _check_secret(settings, basic_id, basic_secret, 401, _BASIC_CHALLENGE)
+        return _check_secret(settings, basic_id, basic_secret, 401, BASIC_CHALLENGE)
     client_id = params.get("client_id")
     if not client_id:
-        raise TokenError("invalid_client", "no client authentication", 401, _BASIC_CHALLENGE)
+        raise TokenError("invalid_client", "no client authentication", 401, BASIC_CHALLENGE)
     secret = params.get("client_secret")
     client = settings.client(client_id)
     if secret is None and client is not None and client.is_public:
         return client
     if secret is None:
-        raise TokenError("invalid_client", "no client authentication", 401, _BASIC_CHALLENGE)
+        raise TokenError("invalid_client", "no client authentication", 401, BASIC_CHALLENGE)
     return _check_secret(settings, client_id, secret, 400, {})
 
 
@@ -130,16 +123,16 @@ def _parse_basic(authorization: str) -> tuple[str, str]:
     scheme, _, value = authorization.strip().partition(" ")
     if scheme.lower() != "basic":
         raise TokenError(
-            "invalid_client", "unsupported authentication scheme", 401, _BASIC_CHALLENGE
+            "invalid_client", "unsupported authentication scheme", 401, BASIC_CHALLENGE
         )
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError) as exc:
         raise TokenError(
-            "invalid_client", "malformed Basic credentials", 401, _BASIC_CHALLENGE
+            "invalid_client", "malformed Basic credentials", 401, BASIC_CHALLENGE
         ) from exc
     if ":" not in decoded:
-        raise TokenError("invalid_client", "malformed Basic credentials", 401, _BASIC_CHALLENGE)
+        raise TokenError("invalid_client", "malformed Basic credentials", 401, BASIC_CHALLENGE)
     client_id, _, secret = decoded.partition(":")
     return unquote_plus(client_id), unquote_plus(secret)
 
@@ -241,6 +234,9 @@ def issue_id_token(ctx: TokenContext, username: str, auth_time: int, nonce: str 
     return ctx.signing_key.sign(claims, typ="JWT")
 
 
+# RFC 7523 jwt-bearer is deliberately absent: draft-ietf-oauth-identity-assertion-authz-grant
+# "Cross-Domain Use": the IdP MUST NOT issue access tokens for an ID-JAG it issued itself.
 GRANT_HANDLERS: dict[str, GrantHandler] = {
     "authorization_code": authorization_code_grant,
+    TOKEN_EXCHANGE: token_exchange_grant,
 }
