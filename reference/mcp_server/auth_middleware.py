@@ -6,6 +6,10 @@ from the `Authorization` header (OAuth 2.1 §5.1, RFC 6750 §2.1), the scheme is
 case-insensitively (RFC 9110 §11.1), failures get RFC 6750 §3 challenges with RFC 9728 §5.1
 `resource_metadata`, and `tools/call` of a tool needing more scope gets 403
 `insufficient_scope` (MCP 2025-11-25 §"Scope Challenge Handling").
+
+The middleware also attaches `connectors.RequestFlags` to each request it lets through, so a
+connector tool can ask for the whole HTTP response to be replaced (a defect switch), and,
+under `hop2-outage-blocks-other-calls`, lets one failing downstream service block the server.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from __future__ import annotations
 import json
 import traceback
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 from urllib.parse import parse_qs
 
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
@@ -24,6 +29,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reference.mcp_server.challenges import Challenge, challenge_response
+from reference.mcp_server.connectors import REQUEST_FLAGS, Connectors, RequestFlags
 from reference.mcp_server.metadata import metadata_url
 from reference.mcp_server.token_validation import (
     AccessToken,
@@ -31,7 +37,7 @@ from reference.mcp_server.token_validation import (
     TokenValidationError,
     TokenValidator,
 )
-from reference.mcp_server.tools import BASE_SCOPES, required_scopes_for_tool
+from reference.mcp_server.tools import BASE_SCOPES, TOOL_SCOPES, required_scopes_for_tool
 from reference.settings import ReferenceSettings
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -48,16 +54,25 @@ class Reject(Exception):
         self.response = response
 
 
-def jsonrpc_tool_names(body: bytes) -> list[str | None]:
-    """Names of the tools a JSON-RPC message (or batch) calls with `tools/call`."""
+SESSION_SETUP = frozenset({"initialize", "notifications/initialized"})
+"""The messages that open an MCP session (MCP 2025-11-25 lifecycle §"Initialization")."""
+
+
+def jsonrpc_messages(body: bytes) -> list[dict[str, Any]]:
+    """The JSON-RPC message objects of a request body (one message or a batch)."""
     try:
         message = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return []
     messages = message if isinstance(message, list) else [message]
+    return [item for item in messages if isinstance(item, dict)]
+
+
+def jsonrpc_tool_names(body: bytes) -> list[str | None]:
+    """Names of the tools a JSON-RPC message (or batch) calls with `tools/call`."""
     names: list[str | None] = []
-    for item in messages:
-        if isinstance(item, dict) and item.get("method") == "tools/call":
+    for item in jsonrpc_messages(body):
+        if item.get("method") == "tools/call":
             params = item.get("params")
             name = params.get("name") if isinstance(params, dict) else None
             names.append(name if isinstance(name, str) else None)
@@ -115,6 +130,38 @@ def replaying_receive(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
+def transport_failure_send(send: Send, flags: RequestFlags) -> Send:
+    """A `send` that turns the response into a bare 500 once a tool set the flag.
+
+    Only `hop2-failure-as-transport-error` sets it; the SDK answers in JSON mode, so the
+    flag is set before the response starts.
+    """
+    replaced = False
+
+    async def sending(message: Message) -> None:
+        nonlocal replaced
+        if message["type"] == "http.response.start" and flags.transport_failure:
+            replaced = True
+            body = b"Internal Server Error"
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"text/plain; charset=utf-8"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+            return
+        if replaced and message["type"] == "http.response.body":
+            return
+        await send(message)
+
+    return sending
+
+
 class BearerAuthMiddleware:
     """Guards `protected_path` (all methods); every other path passes straight through."""
 
@@ -124,11 +171,15 @@ class BearerAuthMiddleware:
         settings: ReferenceSettings,
         validator: TokenValidator,
         protected_path: str,
+        tool_scopes: Mapping[str, tuple[str, ...]] = TOOL_SCOPES,
+        connectors: Connectors | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
         self.validator = validator
         self.protected_path = protected_path.rstrip("/")
+        self.tool_scopes = tool_scopes
+        self.connectors = connectors
         self.resource_metadata = metadata_url(settings)
         # Only filled under the `rs-session-authenticates` defect.
         self._sessions: OrderedDict[str, AuthenticatedUser | None] = OrderedDict()
@@ -153,11 +204,15 @@ class BearerAuthMiddleware:
         access_token = await self._validate(token)
         body = await read_body(receive) if scope["method"] == "POST" else b""
         self._check_scopes(access_token, body)
+        self._check_outage(body)
         user = sdk_user(access_token, self.settings.mcp_url)
         scope["user"] = user
         scope["auth"] = AuthCredentials(sorted(access_token.scopes))
+        flags = RequestFlags()
+        scope[REQUEST_FLAGS] = flags
         inner_receive = replaying_receive(body, receive) if scope["method"] == "POST" else receive
-        await self.app(scope, inner_receive, self._remembering_send(send, user))
+        inner_send = self._remembering_send(transport_failure_send(send, flags), user)
+        await self.app(scope, inner_receive, inner_send)
 
     def _presented_token(self, scope: Scope, headers: Headers) -> str | None:
         """The bearer token of the request, `None` when there is none (OAuth 2.1 §5.1)."""
@@ -219,11 +274,31 @@ class BearerAuthMiddleware:
         """Base scope on every request; per-tool scopes on `tools/call` (RFC 6750 §3.1)."""
         needed = BASE_SCOPES
         if not self.settings.defect("rs-no-scope-check"):
-            per_tool = [required_scopes_for_tool(name) for name in jsonrpc_tool_names(body)]
+            per_tool = [
+                required_scopes_for_tool(name, self.tool_scopes)
+                for name in jsonrpc_tool_names(body)
+            ]
             needed = union_in_order([BASE_SCOPES, *per_tool])
         missing = [scope for scope in needed if scope not in token.scopes]
         if missing:
             raise Reject(self._insufficient_scope(needed, missing))
+
+    def _check_outage(self, body: bytes) -> None:
+        """`hop2-outage-blocks-other-calls`: one failing service takes the server down.
+
+        Every request but a `tools/call` of a failing service's tool gets 503, except the
+        messages that open a session, so that a client can still make the recovery call
+        whose success clears the outage. The conformant server isolates a downstream
+        failure in that tool's result.
+        """
+        if self.connectors is None or not self.settings.defect("hop2-outage-blocks-other-calls"):
+            return
+        failing = self.connectors.failing_tools()
+        if not failing or failing.intersection(jsonrpc_tool_names(body)):
+            return
+        methods = {message.get("method") for message in jsonrpc_messages(body)}
+        if not methods or not methods <= SESSION_SETUP:
+            raise Reject(PlainTextResponse("service unavailable", status_code=503))
 
     # --- session memory (rs-session-authenticates) ---------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,9 +28,18 @@ class UnknownKeyError(Exception):
     """No key in the JWK Set matches the token's `kid`, even after a refetch."""
 
 
+NO_DELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+"""Send small requests at once on reused connections (no Nagle wait for a delayed ACK)."""
+
+
 def new_http_client() -> httpx.AsyncClient:
-    """An HTTP client for key and metadata fetches (5 s timeout, no proxies from the env)."""
-    return httpx.AsyncClient(timeout=HTTP_TIMEOUT, trust_env=False, follow_redirects=False)
+    """An HTTP client for outgoing calls (5 s timeout, no redirects, no proxies from the env)."""
+    return httpx.AsyncClient(
+        timeout=HTTP_TIMEOUT,
+        trust_env=False,
+        follow_redirects=False,
+        transport=httpx.AsyncHTTPTransport(trust_env=False, socket_options=NO_DELAY),
+    )
 
 
 def is_loopback_http_url(url: str) -> bool:
@@ -119,6 +129,7 @@ class KeyStore:
         self.issuer = issuer
         self._client: httpx.AsyncClient | None = None
         self._issuer_jwks: JwksCache | None = None
+        self._idp_jwks: JwksCache | None = None
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -149,8 +160,25 @@ class KeyStore:
             raise KeyFetchError("token issuer metadata names no loopback jwks_uri")
         return JwksCache(jwks_uri, self.client)
 
+    async def idp_jwks(self, idp_issuer: str) -> JwksCache:
+        """The enterprise IdP's JWK Set, found by OpenID Connect Discovery 1.0 §4 (`jwks_uri`).
+
+        Only used by the `rs-accepts-idp-assertions` defect: a conformant MCP server trusts
+        its own authorization server's keys alone.
+        """
+        if self._idp_jwks is None:
+            metadata = await fetch_json(
+                self.client, f"{idp_issuer.rstrip('/')}/.well-known/openid-configuration"
+            )
+            jwks_uri = metadata.get("jwks_uri") if isinstance(metadata, dict) else None
+            if not isinstance(jwks_uri, str) or not is_loopback_http_url(jwks_uri):
+                raise KeyFetchError("the IdP's discovery document names no loopback jwks_uri")
+            self._idp_jwks = JwksCache(jwks_uri, self.client)
+        return self._idp_jwks
+
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
             self._issuer_jwks = None
+            self._idp_jwks = None

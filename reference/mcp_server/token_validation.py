@@ -15,7 +15,7 @@ from typing import Any
 import jwt
 
 from reference.mcp_server.keys import KeyFetchError, KeyStore, UnknownKeyError
-from reference.settings import ReferenceSettings
+from reference.settings import BASIC_SCOPE, ReferenceSettings
 
 PINNED_ALGORITHM = "RS256"
 """The only signature algorithm the AS uses; RFC 8725 §3.1: never trust the token's `alg`."""
@@ -84,6 +84,16 @@ def _unverified_header(token: str) -> dict[str, Any]:
         raise MalformedTokenError("the access token is not a JWT") from exc
 
 
+def _peek_issuer(token: str) -> str | None:
+    """The unverified `iss` of a JWT, or None (used only to route a defect switch)."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError:
+        return None
+    iss = claims.get("iss")
+    return iss if isinstance(iss, str) else None
+
+
 def _describe(exc: jwt.InvalidTokenError) -> str:
     """A short, client-safe description of a PyJWT validation failure."""
     if isinstance(exc, jwt.ExpiredSignatureError):
@@ -113,6 +123,10 @@ class TokenValidator:
     async def validate(self, token: str) -> AccessToken:
         """Run every RFC 9068 §4 check; return the token's claims or raise."""
         header = _unverified_header(token)
+        if self.settings.defect("rs-accepts-idp-assertions") and (
+            _peek_issuer(token) == self.settings.idp_issuer
+        ):
+            return await self._accept_idp_assertion(token, header)
         verify_signature = self._check_algorithm(header)
         self._check_type(header)
         if self.settings.defect("rs-skips-signature-check"):
@@ -126,6 +140,45 @@ class TokenValidator:
             client_id=_optional_str(claims.get("client_id")),
             audience=_audience(claims.get("aud")),
             scopes=parse_scopes(claims.get("scope")),
+            expires_at=claims.get("exp") if isinstance(claims.get("exp"), int) else None,
+            claims=claims,
+        )
+
+    async def _accept_idp_assertion(self, token: str, header: Mapping[str, Any]) -> AccessToken:
+        """The `rs-accepts-idp-assertions` defect: a confused resource server.
+
+        Any JWT the enterprise IdP signed (an ID token, an ID-JAG) passes, whatever its `typ`
+        or `aud`, and grants at least the basic scope. An ID-JAG is an authorization grant
+        for the authorization server it names (draft-ietf-oauth-identity-assertion-authz-grant,
+        redeemed with the RFC 7523 jwt-bearer grant), never an access token, and RFC 9068 §4
+        has a resource server accept only `at+jwt` tokens of its own issuer and audience.
+        """
+        if header.get("alg") != PINNED_ALGORITHM:
+            raise TokenValidationError(f"the access token must be signed with {PINNED_ALGORITHM}")
+        kid = header.get("kid")
+        try:
+            jwks = await self.keys.idp_jwks(self.settings.idp_issuer)
+            key = await jwks.get_key(kid if isinstance(kid, str) else None)
+            claims = jwt.decode(
+                token,
+                key=key,
+                algorithms=[PINNED_ALGORITHM],
+                issuer=self.settings.idp_issuer,
+                options={"verify_aud": False, "require": ["exp", "iss"]},
+                leeway=CLOCK_SKEW_SECONDS,
+            )
+        except (UnknownKeyError, KeyFetchError) as exc:
+            raise TokenValidationError("the access token was not signed by a known key") from exc
+        except jwt.InvalidTokenError as exc:
+            raise TokenValidationError(_describe(exc)) from exc
+        client_id = claims.get("client_id", claims.get("azp"))
+        return AccessToken(
+            raw=token,
+            issuer=_optional_str(claims.get("iss")),
+            subject=_optional_str(claims.get("sub")),
+            client_id=_optional_str(client_id),
+            audience=_audience(claims.get("aud")),
+            scopes=parse_scopes(claims.get("scope")) | {BASIC_SCOPE},
             expires_at=claims.get("exp") if isinstance(claims.get("exp"), int) else None,
             claims=claims,
         )
