@@ -1,7 +1,9 @@
 """The reference OAuth 2.1 authorization server of the MCP reference deployment.
 
-Public interface: `create_app(settings)`. Sign-in is federated to the mock enterprise IdP;
-clients register dynamically (RFC 7591); access tokens are RFC 9068 JWTs.
+Public interface: `create_app(settings, upstream)`. Sign-in is federated to the mock
+enterprise IdP; clients register dynamically (RFC 7591); access tokens are RFC 9068 JWTs.
+Second hop: the MCP server's pre-registered client exchanges user tokens for downstream
+tokens (RFC 8693), and pre-registered clients redeem ID-JAGs (RFC 7523 jwt-bearer).
 """
 
 from __future__ import annotations
@@ -19,18 +21,25 @@ from reference.authorization_server.metadata import (
     jwks_endpoint,
     metadata_endpoint,
 )
-from reference.authorization_server.registration import registration_endpoint
+from reference.authorization_server.registration import deployment_clients, registration_endpoint
 from reference.authorization_server.revocation import revocation_endpoint
 from reference.authorization_server.store import Store
 from reference.authorization_server.test_signer import sign_endpoint
 from reference.authorization_server.token import token_endpoint
 from reference.settings import ReferenceSettings
+from reference.upstream import UpstreamIdentities
 
 __all__ = ["create_app"]
 
 
-def create_app(settings: ReferenceSettings) -> Starlette:
-    """Build the authorization server for one reference deployment (fresh key and state)."""
+def create_app(
+    settings: ReferenceSettings, upstream: UpstreamIdentities | None = None
+) -> Starlette:
+    """Build the authorization server for one reference deployment (fresh key and state).
+
+    `upstream` receives each user's IdP ID token at sign-in; the deployment's MCP server
+    shares it. Without one, the AS keeps its own.
+    """
     routes = [
         Route(WELL_KNOWN_PATH, metadata_endpoint, methods=["GET"]),
         Route("/jwks", jwks_endpoint, methods=["GET"]),
@@ -44,7 +53,14 @@ def create_app(settings: ReferenceSettings) -> Starlette:
     if settings.test_signer:
         routes.append(Route("/_test/sign", sign_endpoint, methods=["POST"]))
     app = Starlette(routes=routes)
+    store = Store()
+    for client in deployment_clients(settings):
+        store.clients[client.client_id] = client
     app.state.ctx = Context(
-        settings=settings, store=Store(), key=generate_signing_key(), idp=IdpClient(settings)
+        settings=settings,
+        store=store,
+        key=generate_signing_key(),
+        idp=IdpClient(settings),
+        upstream=upstream if upstream is not None else UpstreamIdentities(),
     )
     return app

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
@@ -10,6 +10,7 @@ from starlette.requests import Request
 from reference.authorization_server.keys import SigningKey
 from reference.authorization_server.store import Store
 from reference.settings import ReferenceSettings
+from reference.upstream import UpstreamIdentities
 
 if TYPE_CHECKING:
     from reference.authorization_server.federation import IdpClient
@@ -21,6 +22,8 @@ class Context:
     store: Store
     key: SigningKey
     idp: IdpClient
+    # Each user's IdP ID token, kept at sign-in for the deployment's MCP server (ID-JAG model).
+    upstream: UpstreamIdentities = field(default_factory=UpstreamIdentities)
 
     @property
     def issuer(self) -> str:

@@ -95,7 +95,8 @@ class IdpClient:
                 raise IdpError(f"unusable IdP JWKS: {exc}") from exc
         return self._jwks
 
-    async def _key_for(self, kid: str | None) -> jwt.PyJWK:
+    async def key_for(self, kid: str | None) -> jwt.PyJWK:
+        """The IdP signing key `kid` from its JWKS (cached; refetched once for an unknown kid)."""
         for refresh in (False, True):
             keys = (await self._jwk_set(refresh)).keys
             if kid is None and len(keys) == 1:
@@ -130,7 +131,7 @@ class IdpClient:
         alg = header.get("alg")
         if alg not in ID_TOKEN_ALGORITHMS:
             raise IdpError(f"ID token alg {alg!r} not accepted")
-        key = await self._key_for(header.get("kid"))
+        key = await self.key_for(header.get("kid"))
         try:
             claims: dict[str, Any] = jwt.decode(
                 id_token,
@@ -262,6 +263,7 @@ async def callback_endpoint(request: Request) -> Response:
         return fail("server_error", f"sign-in at the identity provider failed: {exc}")
     user = str(claims["sub"])
     auth_time = int(claims.get("auth_time") or now())
+    ctx.upstream.remember(user, id_token, float(claims["exp"]))
     if pending.request.response_type == "token":
         return implicit_response(ctx, pending, user, auth_time)
     code = issue_code(ctx, pending, user, auth_time)

@@ -9,7 +9,10 @@ from starlette.responses import JSONResponse, Response
 
 from reference.authorization_server.client_auth import SUPPORTED_AUTH_METHODS
 from reference.authorization_server.context import Context, context
+from reference.authorization_server.jwt_bearer import GRANT_TYPE as JWT_BEARER
+from reference.authorization_server.jwt_bearer import ID_JAG_PROFILE
 from reference.authorization_server.keys import jwks
+from reference.authorization_server.token_exchange import GRANT_TYPE as TOKEN_EXCHANGE
 from reference.settings import SCOPES_SUPPORTED
 
 WELL_KNOWN_PATH = "/.well-known/oauth-authorization-server"
@@ -23,6 +26,9 @@ def build_metadata(ctx: Context) -> dict[str, Any]:
     if ctx.defect("as-metadata-legacy-grants"):
         grant_types += ["implicit", "password"]
         response_types += ["token"]
+    if not ctx.defect("tx-grant-unsupported") and not ctx.defect("tx-grant-not-advertised"):
+        grant_types.append(TOKEN_EXCHANGE)
+    grant_types.append(JWT_BEARER)
     doc: dict[str, Any] = {
         "issuer": issuer,
         "authorization_endpoint": ctx.url("/authorize"),
@@ -44,7 +50,12 @@ def build_metadata(ctx: Context) -> dict[str, Any]:
         "scopes_supported": list(SCOPES_SUPPORTED),
         # RFC 9207 §3: the `iss` authorization response parameter is always sent.
         "authorization_response_iss_parameter_supported": True,
+        # ID-JAG §7.2: the profile this AS processes as a resource AS (and no trusted-issuer
+        # list, §8.4).
+        "authorization_grant_profiles_supported": [ID_JAG_PROFILE],
     }
+    if ctx.defect("ras-profile-not-advertised"):
+        del doc["authorization_grant_profiles_supported"]
     if ctx.defect("as-metadata-registration-hidden"):
         del doc["registration_endpoint"]
     if ctx.defect("as-metadata-iss-flag-missing"):

@@ -12,7 +12,10 @@ from starlette.responses import JSONResponse, Response
 from reference.authorization_server.client_auth import SUPPORTED_AUTH_METHODS
 from reference.authorization_server.context import Context, context
 from reference.authorization_server.errors import NO_STORE, OAuthError
+from reference.authorization_server.jwt_bearer import GRANT_TYPE as JWT_BEARER
 from reference.authorization_server.store import Client, random_token
+from reference.authorization_server.token_exchange import GRANT_TYPE as TOKEN_EXCHANGE
+from reference.settings import ReferenceSettings
 
 SUPPORTED_GRANT_TYPES = ("authorization_code", "refresh_token")
 SUPPORTED_RESPONSE_TYPES = ("code",)
@@ -153,6 +156,35 @@ def registration_response_body(client: Client) -> dict[str, Any]:
         body["client_secret"] = client.client_secret
         body["client_secret_expires_at"] = 0
     return body
+
+
+def deployment_clients(settings: ReferenceSettings) -> list[Client]:
+    """Confidential clients registered out of band (RFC 6749 §2): the deployment's MCP server,
+    which exchanges the tokens addressed to it (RFC 8693), and the clients that redeem
+    ID-JAGs here (RFC 7523). None of them has a redirect URI."""
+
+    def confidential(client_id: str, secret: str, grant: str, **extra: Any) -> Client:
+        return Client(
+            client_id=client_id,
+            redirect_uris=[],
+            token_endpoint_auth_method="client_secret_basic",
+            grant_types=[grant],
+            response_types=[],
+            metadata={},
+            client_secret=secret,
+            **extra,
+        )
+
+    clients = [
+        confidential(
+            settings.mcp_client_id,
+            settings.mcp_client_secret,
+            TOKEN_EXCHANGE,
+            resource=settings.mcp_url,
+        )
+    ]
+    clients += [confidential(cid, secret, JWT_BEARER) for cid, secret in settings.idjag_clients]
+    return clients
 
 
 async def registration_endpoint(request: Request) -> Response:

@@ -35,6 +35,9 @@ class Client:
     metadata: dict[str, Any]
     client_secret: str | None = None
     issued_at: int = field(default_factory=now)
+    # The resource server this client itself is (the MCP server's own client): subject tokens
+    # it exchanges (RFC 8693) must be addressed to it. None for ordinary clients.
+    resource: str | None = None
 
     @property
     def confidential(self) -> bool:
@@ -118,7 +121,7 @@ class AccessTokenRecord:
     client_id: str
     user: str
     scope: list[str]
-    aud: str
+    aud: str | list[str]
     iat: int
     exp: int
     revoked: bool = False
@@ -134,6 +137,8 @@ class Store:
         self.grants: dict[str, Grant] = {}
         self.refresh_tokens: dict[str, RefreshToken] = {}
         self.access_tokens: dict[str, AccessTokenRecord] = {}
+        # jwt-bearer assertions already redeemed: (iss, jti) -> exp (RFC 7523 §3 item 7).
+        self.seen_assertions: dict[tuple[str, str], int] = {}
 
     def new_grant(
         self, *, client_id: str, user: str, scope: list[str], resource: str, auth_time: int
@@ -179,6 +184,17 @@ class Store:
         if rt is None or not rt.active or not self.grant_active(rt.grant_id):
             return None
         return rt
+
+    def assertion_seen(self, iss: str, jti: str) -> bool:
+        """True when an assertion with this `jti` from `iss` was redeemed and is unexpired."""
+        t = now()
+        for key in [k for k, exp in self.seen_assertions.items() if exp < t]:
+            del self.seen_assertions[key]
+        return (iss, jti) in self.seen_assertions
+
+    def remember_assertion(self, iss: str, jti: str, exp: int) -> None:
+        """Keep a redeemed assertion's `jti` until the assertion expires."""
+        self.seen_assertions[(iss, jti)] = exp
 
     def prune(self, max_pending_age: int = 600) -> None:
         """Drop expired codes and abandoned logins so long runs do not grow without bound."""

@@ -1,5 +1,8 @@
 """The token endpoint: OAuth 2.1 §3.2 (request/response), §4.1.3 (authorization code grant),
 §4.3 (refresh token grant), RFC 7636 §4.6 (PKCE verification), RFC 8707 §2.2 (`resource`).
+
+Second-hop grants live in their own modules: RFC 8693 token exchange (`token_exchange`) and
+the RFC 7523 jwt-bearer grant for ID-JAGs (`jwt_bearer`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from reference.authorization_server.errors import (
     plain_server_error,
 )
 from reference.authorization_server.federation import s256
+from reference.authorization_server.jwt_bearer import GRANT_TYPE as JWT_BEARER
+from reference.authorization_server.jwt_bearer import jwt_bearer_grant
 from reference.authorization_server.params import (
     Params,
     is_absolute_uri_without_fragment,
@@ -34,10 +39,17 @@ from reference.authorization_server.params import (
     split_scope,
 )
 from reference.authorization_server.store import AuthorizationCode, Client, Grant, now
+from reference.authorization_server.token_exchange import GRANT_TYPE as TOKEN_EXCHANGE
+from reference.authorization_server.token_exchange import token_exchange_grant
 from reference.authorization_server.tokens import IssuedTokens, issue_for_grant
 from reference.settings import BASIC_SCOPE, SCOPES_SUPPORTED
 
-SUPPORTED_GRANTS = ("authorization_code", "refresh_token")
+SUPPORTED_GRANTS = ("authorization_code", "refresh_token", TOKEN_EXCHANGE, JWT_BEARER)
+# Grants only an authenticated confidential client may use (RFC 8693 §2.1 leaves client
+# authentication to the AS; ID-JAG §8.1: confidential clients only).
+CONFIDENTIAL_GRANTS = (TOKEN_EXCHANGE, JWT_BEARER)
+# The first hop's token-response defects leave second-hop responses alone.
+FIRST_HOP_GRANTS = ("authorization_code", "refresh_token", "password")
 # Grants OAuth 2.1 removed (§10) or this AS does not offer: refused with a proper error.
 REFUSED_GRANTS = ("password", "client_credentials", "implicit")
 # The mock IdP's test users, for the `token-password-grant-enabled` defect only.
@@ -222,7 +234,16 @@ async def password_grant(ctx: Context, client: Client, form: Params) -> IssuedTo
 GRANTS: dict[str, Handler] = {
     "authorization_code": authorization_code_grant,
     "refresh_token": refresh_token_grant,
+    TOKEN_EXCHANGE: token_exchange_grant,
+    JWT_BEARER: jwt_bearer_grant,
 }
+
+
+def supported_grants(ctx: Context) -> tuple[str, ...]:
+    """The grants the token endpoint processes (`tx-grant-unsupported` drops token exchange)."""
+    if ctx.defect("tx-grant-unsupported"):
+        return tuple(g for g in SUPPORTED_GRANTS if g != TOKEN_EXCHANGE)
+    return SUPPORTED_GRANTS
 
 
 # --- request processing ---
@@ -239,7 +260,7 @@ def _grant_type(ctx: Context, form: Params, creds: PresentedCredentials) -> str:
         raise OAuthError("invalid_request", "grant_type is required")
     if grant_type == "password" and ctx.defect("token-password-grant-enabled"):
         return grant_type
-    if grant_type in SUPPORTED_GRANTS:
+    if grant_type in supported_grants(ctx):
         return grant_type
     if grant_type not in REFUSED_GRANTS and ctx.defect("token-error-not-json"):
         raise InternalServerError(f"no handler for grant_type {grant_type!r}")
@@ -249,24 +270,32 @@ def _grant_type(ctx: Context, form: Params, creds: PresentedCredentials) -> str:
     raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r} is not supported")
 
 
-def token_response(ctx: Context, issued: IssuedTokens) -> JSONResponse:
+def token_response(ctx: Context, issued: IssuedTokens, grant_type: str) -> JSONResponse:
     """OAuth 2.1 §3.2.3: access_token, token_type, expires_in, refresh_token, scope;
-    `Cache-Control: no-store`."""
-    body: dict[str, Any] = {
-        "access_token": issued.access_token,
-        "token_type": "Bearer",
-        "expires_in": issued.expires_in,
-    }
+    `Cache-Control: no-store`. RFC 8693 §2.2.1 adds `issued_token_type`; ID-JAG §4.4.1 the
+    granted `resource`."""
+    body: dict[str, Any] = {"access_token": issued.access_token}
+    if issued.issued_token_type is not None:
+        body["issued_token_type"] = issued.issued_token_type
+    body["token_type"] = "Bearer"
+    body["expires_in"] = issued.expires_in
     if issued.refresh_token is not None:
         body["refresh_token"] = issued.refresh_token
     body["scope"] = " ".join(issued.scope)
-    if ctx.defect("token-response-missing-token-type"):
+    if issued.resource is not None:
+        body["resource"] = issued.resource
+    first_hop = grant_type in FIRST_HOP_GRANTS
+    if first_hop and ctx.defect("token-response-missing-token-type"):
         del body["token_type"]
-    headers = {} if ctx.defect("token-response-cacheable") else dict(NO_STORE)
-    return JSONResponse(body, headers=headers)
+    cacheable = (first_hop and ctx.defect("token-response-cacheable")) or (
+        grant_type == JWT_BEARER and ctx.defect("ras-response-cacheable")
+    )
+    return JSONResponse(body, headers={} if cacheable else dict(NO_STORE))
 
 
-async def issue(ctx: Context, request: Request) -> IssuedTokens:
+async def issue(ctx: Context, request: Request) -> tuple[str, IssuedTokens]:
+    """Authenticate or identify the client, then run the grant. Returns the grant type and
+    what was issued."""
     form = await read_form(request)
     creds = presented_credentials(request, form)
     authenticated = verify_secret(ctx, creds) if creds.secret is not None else None
@@ -277,20 +306,22 @@ async def issue(ctx: Context, request: Request) -> IssuedTokens:
         allow_unauthenticated=grant_type == "authorization_code"
         and ctx.defect("token-confidential-client-unauthenticated"),
     )
+    if grant_type in CONFIDENTIAL_GRANTS and authenticated is None:
+        raise OAuthError("invalid_client", f"{grant_type} requires client authentication", 401)
     if grant_type == "password":
-        return await password_grant(ctx, client, form)
+        return grant_type, await password_grant(ctx, client, form)
     if grant_type not in client.grant_types:
         raise OAuthError("unauthorized_client", f"the client may not use {grant_type}")
-    return await GRANTS[grant_type](ctx, client, form)
+    return grant_type, await GRANTS[grant_type](ctx, client, form)
 
 
 async def token_endpoint(request: Request) -> Response:
     """POST /token."""
     ctx = context(request)
     try:
-        issued = await issue(ctx, request)
+        grant_type, issued = await issue(ctx, request)
     except OAuthError as err:
         return oauth_error_response(err, realm=ctx.issuer)
     except InternalServerError:
         return plain_server_error()
-    return token_response(ctx, issued)
+    return token_response(ctx, issued, grant_type)

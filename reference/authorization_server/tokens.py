@@ -20,6 +20,8 @@ class IssuedTokens:
     expires_in: int
     scope: list[str]
     refresh_token: str | None = None
+    issued_token_type: str | None = None  # RFC 8693 §2.2.1, token exchange responses only
+    resource: str | None = None  # ID-JAG §4.4.1: the granted resource, stated in the response
 
 
 def access_token_lifetime(ctx: Context) -> int:
@@ -27,6 +29,28 @@ def access_token_lifetime(ctx: Context) -> int:
     if ctx.defect("at-long-lived"):
         return LONG_LIFETIME
     return ctx.settings.access_token_lifetime
+
+
+def sign_access_token(
+    ctx: Context, claims: dict[str, Any], *, client_id: str, typ: str, grant_id: str | None
+) -> str:
+    """Sign a JWT access token with the AS key and remember it by `jti` for introspection and
+    revocation. `claims` must hold jti, sub, scope (a string), aud, iat and exp; `client_id`
+    is the client the token was issued to, whether or not the claims name it."""
+    token = jwt.encode(
+        claims, ctx.key.private_key, algorithm=ALGORITHM, headers={"kid": ctx.key.kid, "typ": typ}
+    )
+    ctx.store.access_tokens[claims["jti"]] = AccessTokenRecord(
+        jti=claims["jti"],
+        grant_id=grant_id,
+        client_id=client_id,
+        user=claims["sub"],
+        scope=claims["scope"].split(),
+        aud=claims["aud"],
+        iat=claims["iat"],
+        exp=claims["exp"],
+    )
+    return token
 
 
 def mint_access_token(
@@ -47,7 +71,6 @@ def mint_access_token(
     """
     iat = now()
     lifetime = access_token_lifetime(ctx)
-    jti = random_token(16)
     # The defect: one fixed audience (the MCP server) whatever resource was requested.
     aud = ctx.settings.mcp_url if ctx.defect("token-audience-ignores-resource") else resource
     claims: dict[str, Any] = {
@@ -58,25 +81,13 @@ def mint_access_token(
         "scope": " ".join(scope),
         "iat": iat,
         "exp": iat + lifetime,
-        "jti": jti,
+        "jti": random_token(16),
         "auth_time": auth_time,
     }
     if ctx.defect("jwt-missing-client-id"):
         del claims["client_id"]
     typ = "JWT" if ctx.defect("jwt-typ-plain-jwt") else "at+jwt"
-    token = jwt.encode(
-        claims, ctx.key.private_key, algorithm=ALGORITHM, headers={"kid": ctx.key.kid, "typ": typ}
-    )
-    ctx.store.access_tokens[jti] = AccessTokenRecord(
-        jti=jti,
-        grant_id=grant_id,
-        client_id=client_id,
-        user=user,
-        scope=list(scope),
-        aud=aud,
-        iat=iat,
-        exp=iat + lifetime,
-    )
+    token = sign_access_token(ctx, claims, client_id=client_id, typ=typ, grant_id=grant_id)
     return token, lifetime
 
 
