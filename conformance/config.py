@@ -40,6 +40,54 @@ class ClientCredentials:
 
 
 @dataclass(frozen=True)
+class TokenExchangeConfig:
+    """RFC 8693 exchange model: the MCP server's own client at its authorization server."""
+
+    client: ClientCredentials
+    token_endpoint: str | None = None
+    resource: str | None = None
+    scope: str | None = None
+
+
+@dataclass(frozen=True)
+class IdJagConfig:
+    """Enterprise-managed authorization: the IdP that issues ID-JAGs and the clients involved."""
+
+    idp_issuer: str
+    idp_client: ClientCredentials
+    ras_client: ClientCredentials
+    other_idp_client: ClientCredentials | None = None
+    other_ras_client: ClientCredentials | None = None
+    ras_issuer: str | None = None
+    resource: str | None = None
+    scope: str | None = None
+    idp_test_signer: str | None = None
+
+
+@dataclass(frozen=True)
+class DownstreamConfig:
+    """A downstream service the MCP server calls as the user, witnessed by a mock SaaS."""
+
+    name: str
+    tool: str
+    model: str  # "token-exchange" | "id-jag"
+    records_url: str
+    resource: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+    faults_url: str | None = None
+    issuer: str | None = None
+    scopes: str | None = None
+    max_token_lifetime: int = 3600
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    url: str | None = None
+    file: str | None = None
+    bearer_token: str | None = None
+
+
+@dataclass(frozen=True)
 class TargetConfig:
     mcp_url: str | None = None
     authorization_server: str | None = None
@@ -60,6 +108,10 @@ class TargetConfig:
     login_max_steps: int = 12
     users: tuple[UserCredentials, ...] = ()
     token_signer: str | None = None
+    token_exchange: TokenExchangeConfig | None = None
+    id_jag: IdJagConfig | None = None
+    downstream: tuple[DownstreamConfig, ...] = ()
+    audit: AuditConfig | None = None
 
     def user(self, name: str) -> UserCredentials | None:
         return next((u for u in self.users if u.name == name), None)
@@ -97,6 +149,60 @@ def _error_line(error: jsonschema.ValidationError) -> str:
     return f"{where}: {error.message}"
 
 
+def _client(c: dict[str, Any]) -> ClientCredentials:
+    return ClientCredentials(
+        client_id=c["client_id"],
+        client_secret=c.get("client_secret"),
+        auth_method=c.get(
+            "auth_method", "client_secret_basic" if c.get("client_secret") else "none"
+        ),
+        redirect_uris=tuple(c.get("redirect_uris", ())),
+    )
+
+
+def _token_exchange(data: dict[str, Any] | None) -> TokenExchangeConfig | None:
+    if data is None:
+        return None
+    client = _client(
+        {k: data[k] for k in ("client_id", "client_secret", "auth_method") if k in data}
+    )
+    return TokenExchangeConfig(
+        client, data.get("token_endpoint"), data.get("resource"), data.get("scope")
+    )
+
+
+def _id_jag(data: dict[str, Any] | None) -> IdJagConfig | None:
+    if data is None:
+        return None
+    optional = {k: _client(data[k]) for k in ("other_idp_client", "other_ras_client") if k in data}
+    return IdJagConfig(
+        idp_issuer=data["idp_issuer"],
+        idp_client=_client(data["idp_client"]),
+        ras_client=_client(data["ras_client"]),
+        ras_issuer=data.get("ras_issuer"),
+        resource=data.get("resource"),
+        scope=data.get("scope"),
+        idp_test_signer=data.get("idp_test_signer"),
+        **optional,
+    )
+
+
+def _downstream(items: list[dict[str, Any]], source: str) -> tuple[DownstreamConfig, ...]:
+    services = tuple(DownstreamConfig(**item) for item in items)
+    names = [s.name for s in services]
+    if len(names) != len(set(names)):
+        raise ConfigError(f"{source}: downstream service names must be unique")
+    return services
+
+
+def _audit(data: dict[str, Any] | None, source: str) -> AuditConfig | None:
+    if data is None:
+        return None
+    if bool(data.get("url")) == bool(data.get("file")):
+        raise ConfigError(f"{source}: audit needs exactly one of audit.url and audit.file")
+    return AuditConfig(data.get("url"), data.get("file"), data.get("bearer_token"))
+
+
 def parse_config(data: dict[str, Any], source: str = "target config") -> TargetConfig:
     errors = sorted(jsonschema.Draft202012Validator(_schema()).iter_errors(data), key=str)
     if errors:
@@ -105,14 +211,7 @@ def parse_config(data: dict[str, Any], source: str = "target config") -> TargetC
     target, scopes = data.get("target", {}), data.get("scopes", {})
     client, login = data.get("client", {}), data.get("login", {})
     preregistered = {
-        role: ClientCredentials(
-            client_id=c["client_id"],
-            client_secret=c.get("client_secret"),
-            auth_method=c.get(
-                "auth_method", "client_secret_basic" if c.get("client_secret") else "none"
-            ),
-            redirect_uris=tuple(c.get("redirect_uris", ())),
-        )
+        role: _client(c)
         for role, c in client.items()
         if role in ("public", "confidential", "second_public")
     }
@@ -141,6 +240,10 @@ def parse_config(data: dict[str, Any], source: str = "target config") -> TargetC
         login_max_steps=login.get("max_steps", 12),
         users=tuple(UserCredentials(**u) for u in data.get("users", ())),
         token_signer=data.get("hooks", {}).get("token_signer"),
+        token_exchange=_token_exchange(data.get("token_exchange")),
+        id_jag=_id_jag(data.get("id_jag")),
+        downstream=_downstream(data.get("downstream", []), source),
+        audit=_audit(data.get("audit"), source),
     )
 
 

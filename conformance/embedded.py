@@ -9,9 +9,40 @@ otherwise write by hand.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from conformance.config import TargetConfig, UserCredentials
+from conformance.config import (
+    AuditConfig,
+    ClientCredentials,
+    DownstreamConfig,
+    IdJagConfig,
+    TargetConfig,
+    TokenExchangeConfig,
+    UserCredentials,
+)
 from conformance.servers import ServerThread, bind_loopback, url_of
+
+if TYPE_CHECKING:
+    from reference.settings import DownstreamService
+
+SERVICE_NAMES = ("salesforce", "workday")
+"""The downstream services the reference's connector tools reach (second hop)."""
+
+# Clients the suite itself uses for enterprise-managed authorization: its clients at the IdP
+# and the (differently named) clients the IdP maps them to at the reference AS.
+_IDP_CLIENT = ClientCredentials(
+    "conformance-idp-client", "conformance-idp-secret", "client_secret_basic"
+)
+_OTHER_IDP_CLIENT = ClientCredentials(
+    "conformance-idp-client-2", "conformance-idp-secret-2", "client_secret_basic"
+)
+_RAS_CLIENT = ClientCredentials(
+    "conformance-agent", "conformance-agent-secret", "client_secret_basic"
+)
+_OTHER_RAS_CLIENT = ClientCredentials(
+    "conformance-agent-2", "conformance-agent-secret-2", "client_secret_basic"
+)
+_DEPLOYMENT_AT_SERVICE = ("mcp-deployment", "mcp-deployment-secret")
 
 
 @dataclass
@@ -34,26 +65,71 @@ def defect_catalogue() -> dict[str, tuple[tuple[str, ...], str, tuple[str, ...]]
     return {d.name: (d.requirements, d.description, d.masks) for d in DEFECTS.values()}
 
 
+def _services(bases: dict[str, str]) -> tuple[DownstreamService, ...]:
+    from mock_saas.settings import api_url_of, resource_of, service_kind, token_endpoint_of
+    from reference.settings import ID_JAG, TOKEN_EXCHANGE, DownstreamService
+
+    wiring = {
+        "salesforce": ("salesforce-connector", "get_opportunities", TOKEN_EXCHANGE),
+        "workday": ("workday-connector", "get_worker", ID_JAG),
+    }
+    services = []
+    for name in SERVICE_NAMES:
+        tool, action, model = wiring[name]
+        kind, base = service_kind(name), bases[name]
+        services.append(
+            DownstreamService(
+                name=name,
+                tool=tool,
+                action=action,
+                model=model,
+                base_url=base,
+                resource=resource_of(name, base),
+                api_url=api_url_of(name, base),
+                token_endpoint=token_endpoint_of(name, base),
+                scopes=(kind.read_scope,),
+                all_scopes=kind.all_scopes,
+                client_id=_DEPLOYMENT_AT_SERVICE[0],
+                client_secret=_DEPLOYMENT_AT_SERVICE[1],
+                static_key=f"{name}-integration-key-0001",
+            )
+        )
+    return tuple(services)
+
+
 def start(defects: frozenset[str] = frozenset()) -> EmbeddedDeployment:
     import mock_idp
+    import mock_saas
+    from mock_saas.settings import SaasClient, SaasSettings, TrustedIssuer
     from reference import authorization_server, mcp_server
     from reference.settings import (
         BASIC_SCOPE,
         PRIVILEGED_SCOPE,
         PRIVILEGED_TOOL,
+        SCOPES_SUPPORTED,
+        TOKEN_EXCHANGE,
         ReferenceSettings,
     )
+    from reference.upstream import UpstreamIdentities
 
     idp_sock, as_sock, mcp_sock = bind_loopback(), bind_loopback(), bind_loopback()
+    saas_socks = {name: bind_loopback() for name in SERVICE_NAMES}
     idp_issuer, issuer = url_of(idp_sock), url_of(as_sock)
-    mcp_url = f"{url_of(mcp_sock)}/mcp"
+    mcp_origin = url_of(mcp_sock)
+    mcp_url = f"{mcp_origin}/mcp"
+    services = _services({n: url_of(s) for n, s in saas_socks.items()})
     settings = ReferenceSettings(
         issuer=issuer,
         mcp_url=mcp_url,
-        second_resource=f"{url_of(mcp_sock)}/reports-api",
+        second_resource=f"{mcp_origin}/reports-api",
         idp_issuer=idp_issuer,
         defects=defects,
+        idjag_clients=tuple(
+            (c.client_id, c.client_secret or "") for c in (_RAS_CLIENT, _OTHER_RAS_CLIENT)
+        ),
+        downstream=services,
     )
+    suite_redirect = TargetConfig().redirect_uri
     idp_settings = mock_idp.IdpSettings(
         issuer=idp_issuer,
         clients=(
@@ -61,9 +137,43 @@ def start(defects: frozenset[str] = frozenset()) -> EmbeddedDeployment:
                 settings.idp_client_id,
                 settings.idp_client_secret,
                 (f"{issuer}/callback",),
+                ras_client_ids=tuple((s.base_url, s.client_id) for s in services),
+            ),
+            mock_idp.IdpClient(
+                _IDP_CLIENT.client_id,
+                _IDP_CLIENT.client_secret,
+                (suite_redirect,),
+                ras_client_ids=((issuer, _RAS_CLIENT.client_id),),
+            ),
+            mock_idp.IdpClient(
+                _OTHER_IDP_CLIENT.client_id,
+                _OTHER_IDP_CLIENT.client_secret,
+                (suite_redirect,),
+                ras_client_ids=((issuer, _OTHER_RAS_CLIENT.client_id),),
             ),
         ),
+        audiences=(
+            mock_idp.IdJagAudience(
+                issuer, (mcp_url, settings.second_resource), tuple(SCOPES_SUPPORTED)
+            ),
+            *(mock_idp.IdJagAudience(s.base_url, (s.resource,), s.all_scopes) for s in services),
+        ),
+        defects=defects,
+        test_signer=True,
     )
+    saas_settings = [
+        SaasSettings(
+            kind=s.name,  # type: ignore[arg-type]
+            base_url=s.base_url,
+            trusted_issuers=(TrustedIssuer(issuer, f"{issuer}/jwks"),)
+            if s.model == TOKEN_EXCHANGE
+            else (),
+            idp=TrustedIssuer(idp_issuer, f"{idp_issuer}/jwks"),
+            clients=(SaasClient(s.client_id, s.client_secret),),
+            service_keys=(s.static_key,),
+        )
+        for s in services
+    ]
     deployment = EmbeddedDeployment(
         idp_issuer=idp_issuer,
         issuer=issuer,
@@ -83,13 +193,46 @@ def start(defects: frozenset[str] = frozenset()) -> EmbeddedDeployment:
                 UserCredentials(u.username, u.username, u.password) for u in idp_settings.users
             ),
             token_signer=f"{issuer}/_test/sign",
+            token_exchange=TokenExchangeConfig(
+                ClientCredentials(
+                    settings.mcp_client_id, settings.mcp_client_secret, "client_secret_basic"
+                )
+            ),
+            id_jag=IdJagConfig(
+                idp_issuer=idp_issuer,
+                idp_client=_IDP_CLIENT,
+                ras_client=_RAS_CLIENT,
+                other_idp_client=_OTHER_IDP_CLIENT,
+                other_ras_client=_OTHER_RAS_CLIENT,
+                idp_test_signer=f"{idp_issuer}/_test/sign",
+            ),
+            downstream=tuple(
+                DownstreamConfig(
+                    name=s.name,
+                    tool=s.tool,
+                    model=s.model,
+                    records_url=f"{s.base_url}/_records",
+                    faults_url=f"{s.base_url}/_faults",
+                    resource=s.resource,
+                    arguments={"action": s.action},
+                    issuer=issuer if s.model == TOKEN_EXCHANGE else s.base_url,
+                    scopes=" ".join(s.scopes),
+                )
+                for s in services
+            ),
+            audit=AuditConfig(url=f"{mcp_origin}/_audit", bearer_token=settings.audit_token),
         ),
     )
+    upstream = UpstreamIdentities()
     try:
         for app, sock, name in (
             (mock_idp.create_app(idp_settings), idp_sock, "mock-idp"),
-            (authorization_server.create_app(settings), as_sock, "reference-as"),
-            (mcp_server.create_app(settings), mcp_sock, "reference-mcp"),
+            *(
+                (mock_saas.create_app(c), saas_socks[c.kind], f"mock-{c.kind}")
+                for c in saas_settings
+            ),
+            (authorization_server.create_app(settings, upstream), as_sock, "reference-as"),
+            (mcp_server.create_app(settings, upstream), mcp_sock, "reference-mcp"),
         ):
             deployment.servers.append(ServerThread(app, sock, name).start())
     except BaseException:

@@ -61,6 +61,12 @@ def run(pytestconfig: pytest.Config) -> Iterator[Run]:
         config.second_resource,
         config.token_signer,
         config.registration_endpoint,
+        config.id_jag.idp_issuer if config.id_jag else None,
+        config.id_jag.ras_issuer if config.id_jag else None,
+        config.id_jag.idp_test_signer if config.id_jag else None,
+        config.token_exchange.token_endpoint if config.token_exchange else None,
+        config.audit.url if config.audit else None,
+        *(url for s in config.downstream for url in (s.records_url, s.faults_url)),
     ):
         if url:
             scope.add_url(url)
@@ -71,6 +77,18 @@ def run(pytestconfig: pytest.Config) -> Iterator[Run]:
     for client in config.preregistered.values():
         redactor.remember(client.client_secret)
     redactor.remember(config.initial_access_token)
+    if config.token_exchange:
+        redactor.remember(config.token_exchange.client.client_secret)
+    if config.id_jag:
+        for credentials in (
+            config.id_jag.idp_client,
+            config.id_jag.ras_client,
+            config.id_jag.other_idp_client,
+            config.id_jag.other_ras_client,
+        ):
+            redactor.remember(credentials.client_secret if credentials else None)
+    if config.audit:
+        redactor.remember(config.audit.bearer_token)
     http = Http(scope, redactor)
     try:
         yield Run(config, mcp_url, http, redactor, deployment)

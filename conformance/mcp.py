@@ -81,3 +81,58 @@ def result_of(response: httpx.Response) -> dict[str, Any] | None:
     return next(
         (m["result"] for m in messages(response) if isinstance(m.get("result"), dict)), None
     )
+
+
+def describe(response: httpx.Response) -> str:
+    challenge = response.headers.get("www-authenticate")
+    return f"{response.status_code}" + (f" ({challenge})" if challenge else "")
+
+
+class Session:
+    """An initialized MCP session (MCP basic/lifecycle) authorized with one access token."""
+
+    def __init__(
+        self, http: Http, url: str, token: str, session_id: str | None, version: str
+    ) -> None:
+        self.http, self.url, self.token = http, url, token
+        self.session_id, self.version = session_id, version
+
+    @classmethod
+    def open(cls, http: Http, url: str, token: str, protocol_version: str) -> Session:
+        """`initialize` then `notifications/initialized`; a refusal is a lost precondition."""
+        from conformance.errors import PreconditionFailed
+
+        response = post(http, url, initialize(protocol_version), token=token, note="initialize")
+        if not response.is_success:
+            raise PreconditionFailed(f"MCP initialize with a valid token got {describe(response)}")
+        result = result_of(response) or {}
+        version = str(result.get("protocolVersion") or protocol_version)
+        session = cls(http, url, token, response.headers.get("mcp-session-id"), version)
+        initialized = session.send(
+            {"jsonrpc": "2.0", "method": "notifications/initialized"}, "notifications/initialized"
+        )
+        if not initialized.is_success:
+            raise PreconditionFailed(f"notifications/initialized got {describe(initialized)}")
+        return session
+
+    def send(self, message: dict[str, Any], note: str) -> httpx.Response:
+        return post(
+            self.http,
+            self.url,
+            message,
+            token=self.token,
+            protocol_version=self.version,
+            session_id=self.session_id,
+            note=note,
+        )
+
+
+def tool_text(result: dict[str, Any] | None) -> str:
+    """The text content blocks of a `tools/call` result, joined (MCP server/tools)."""
+    if not result or not isinstance(result.get("content"), list):
+        return ""
+    return "\n".join(
+        str(block.get("text", ""))
+        for block in result["content"]
+        if isinstance(block, dict) and block.get("type") == "text"
+    )

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conformance import fixtures
+from conformance import fixtures, second_hop
 from conformance.catalogue import load_catalogue
 from conformance.config import TargetConfig, load_config
 from conformance.errors import ConfigError
@@ -146,6 +146,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     config.stash[RUN_SETTINGS] = settings
     config.pluginmanager.register(fixtures, "mcp-auth-conformance-fixtures")
+    config.pluginmanager.register(second_hop, "mcp-auth-conformance-second-hop")
     config.pluginmanager.register(CertificationRun(config, settings), "mcp-auth-conformance-run")
     if config.args_source != pytest.Config.ArgsSource.ARGS:
         config.args[:] = [str(CHECKS_DIR)]
