@@ -101,7 +101,8 @@ _ALL: tuple[Defect, ...] = (
     ),
     _D(
         "rs-ignores-audience",
-        ("RS-WRONG-AUDIENCE-401",),
+        # The MCP server then also accepts tokens exchanged for downstream services.
+        ("RS-WRONG-AUDIENCE-401", "TX-RESULT-AUDIENCE"),
         "The MCP server accepts tokens for any audience.",
     ),
     _D(
@@ -284,7 +285,7 @@ _ALL: tuple[Defect, ...] = (
         "token-audience-ignores-resource",
         ("TOKEN-RESOURCE-AUDIENCE",),
         "Access tokens name the MCP server as audience, whatever `resource` was requested.",
-        masks=("RS-WRONG-AUDIENCE-401",),
+        masks=("RS-WRONG-AUDIENCE-401", "TX-SUBJECT-AUDIENCE-BOUND"),
     ),
     _D(
         "token-invalid-target-wrong-code",
@@ -338,8 +339,277 @@ _ALL: tuple[Defect, ...] = (
         ("JWTAT-HEADER", "RS-TYP-AT-JWT"),
         "Access tokens are typed `JWT` and the MCP server accepts that type.",
     ),
-    _D("jwt-missing-client-id", ("JWTAT-CLAIMS",), "Access tokens carry no `client_id` claim."),
+    _D(
+        "jwt-missing-client-id",
+        ("JWTAT-CLAIMS",),
+        "Access tokens carry no `client_id` claim.",
+        # The MCP server learns the client from the token, so its audit events cannot name it.
+        masks=("AUDIT-DOWNSTREAM-EVENT", "AUDIT-EXCHANGE-EVENT", "AUDIT-FAILURE-EVENT"),
+    ),
     _D("at-long-lived", ("AT-SHORT-LIVED",), "Access tokens live for a day."),
+    # --- RFC 8693 token exchange at the reference AS (second hop, exchange model 1) ---
+    _D(
+        "tx-grant-unsupported",
+        ("TX-GRANT-SUPPORTED",),
+        "The token endpoint refuses the token-exchange grant.",
+        masks=("*",),
+    ),
+    _D(
+        "tx-grant-not-advertised",
+        ("TX-GRANT-ADVERTISED",),
+        "Metadata leaves the token-exchange grant out of `grant_types_supported`.",
+    ),
+    _D(
+        "tx-subject-token-type-optional",
+        ("TX-SUBJECT-REQUIRED",),
+        "An exchange without `subject_token_type` is processed as if it named an access token.",
+    ),
+    _D(
+        "tx-unknown-subject-token-type-accepted",
+        ("TX-SUBJECT-TOKEN-TYPE",),
+        "Any `subject_token_type` is accepted; the token is read as an access token.",
+    ),
+    _D(
+        "tx-subject-token-not-validated",
+        ("TX-SUBJECT-VALIDATED",),
+        "Subject tokens are decoded without checking signature, issuer or expiry.",
+    ),
+    _D(
+        "tx-subject-audience-ignored",
+        ("TX-SUBJECT-AUDIENCE-BOUND",),
+        "A subject token meant for another resource is exchanged all the same.",
+    ),
+    _D(
+        "tx-actor-pairing-unchecked",
+        ("TX-ACTOR-PAIRING",),
+        "`actor_token` and `actor_token_type` are not required to come together.",
+    ),
+    _D(
+        "tx-invalid-target-wrong-code",
+        ("TX-INVALID-TARGET",),
+        "An exchange for an unknown resource or audience fails with `invalid_request`.",
+    ),
+    _D(
+        "tx-response-missing-issued-token-type",
+        ("TX-RESPONSE-SHAPE",),
+        "Exchange responses omit `issued_token_type`.",
+    ),
+    _D(
+        "tx-token-audience-includes-mcp",
+        ("TX-RESULT-AUDIENCE", "HOP2-DOWNSTREAM-AUDIENCE"),
+        "Exchanged tokens name the MCP server as a second audience.",
+    ),
+    _D(
+        "tx-service-identity-sub",
+        ("TX-USER-SCOPED-SUB", "HOP2-USER-SCOPED"),
+        "Exchanged tokens carry the MCP server's client id as `sub` instead of the user.",
+        masks=("HOP2-USER-ISOLATION",),  # no data comes back for alice to compare
+    ),
+    _D(
+        "tx-scope-escalation",
+        ("TX-NO-PRIVILEGE-ESCALATION",),
+        "An exchange grants requested scopes beyond the downstream policy.",
+    ),
+    _D(
+        "tx-long-lived-token",
+        ("TX-LIFETIME-BOUNDED", "HOP2-DOWNSTREAM-SHORT-LIVED"),
+        "Exchanged tokens live for a day, outliving their subject token.",
+    ),
+    # --- ID-JAG issuance at the mock enterprise IdP (token exchange, IdP role) ---
+    _D(
+        "idp-wrong-issued-token-type",
+        ("IDJAG-IDP-ISSUES",),
+        "The IdP answers an ID-JAG request with `token_type` Bearer and the access token type.",
+        masks=("IDJAG-RAS-GRANT",),
+    ),
+    _D(
+        "idp-metadata-silent",
+        ("IDJAG-IDP-METADATA",),
+        "IdP metadata does not advertise ID-JAG issuance or the token-exchange grant.",
+    ),
+    _D(
+        "idp-idjag-typ-jwt",
+        ("IDJAG-IDP-JWT-FORMAT",),
+        "ID-JAGs are typed `JWT` instead of `oauth-id-jag+jwt`.",
+        masks=("*",),
+    ),
+    _D(
+        "idp-idjag-client-id-unmapped",
+        ("IDJAG-IDP-CLIENT-ID",),
+        "ID-JAGs name the client by its IdP-side id, not its id at the resource AS.",
+        masks=("*",),
+    ),
+    _D(
+        "idp-subject-not-validated",
+        ("IDJAG-IDP-SUBJECT-VALIDATED",),
+        "Subject ID tokens are read without checking signature, issuer or expiry.",
+    ),
+    _D(
+        "idp-subject-audience-unchecked",
+        ("IDJAG-IDP-SUBJECT-AUD",),
+        "An ID token issued to another client is accepted as the subject.",
+    ),
+    _D(
+        "idp-audience-not-required",
+        ("IDJAG-IDP-AUDIENCE",),
+        "`audience` may be omitted (a default is used) and unknown audiences are accepted.",
+    ),
+    _D(
+        "idp-scope-not-narrowed",
+        ("IDJAG-IDP-GRANTED-REFLECTED",),
+        "Requested scopes outside policy are copied into the ID-JAG.",
+    ),
+    _D(
+        "idp-resource-dropped",
+        ("IDJAG-IDP-RESOURCE",),
+        "ID-JAGs leave out the requested `resource`.",
+    ),
+    _D(
+        "idp-exchange-without-client-auth",
+        ("IDJAG-IDP-CLIENT-AUTH",),
+        "The IdP issues ID-JAGs to requests that name a client without authenticating it.",
+    ),
+    _D(
+        "idp-idjag-long-lived",
+        ("IDJAG-IDP-SHORT-LIVED",),
+        "ID-JAGs live for a day.",
+    ),
+    _D(
+        "idp-self-redeem",
+        ("IDJAG-IDP-NOT-SELF-REDEEMABLE",),
+        "The IdP's own token endpoint grants access tokens for its ID-JAGs (jwt-bearer).",
+    ),
+    # --- ID-JAG redemption at the reference AS (RFC 7523 jwt-bearer, resource AS role) ---
+    _D(
+        "ras-profile-not-advertised",
+        ("IDJAG-RAS-METADATA",),
+        "Metadata omits `authorization_grant_profiles_supported`.",
+    ),
+    _D(
+        "ras-response-cacheable",
+        ("IDJAG-RAS-GRANT",),
+        "jwt-bearer token responses carry no `Cache-Control: no-store`.",
+    ),
+    _D(
+        "ras-refresh-token-issued",
+        ("IDJAG-RAS-NO-REFRESH",),
+        "The jwt-bearer grant also returns a refresh token.",
+    ),
+    _D(
+        "ras-typ-unchecked",
+        ("IDJAG-RAS-TYP",),
+        "Assertions of any JWT type (e.g. an ID token) are accepted as ID-JAGs.",
+    ),
+    _D(
+        "ras-signature-unchecked",
+        ("IDJAG-RAS-SIGNATURE-ISSUER",),
+        "Assertion signatures and issuers are not verified.",
+    ),
+    _D(
+        "ras-aud-unchecked",
+        ("IDJAG-RAS-AUD",),
+        "Assertions addressed to another authorization server are accepted.",
+    ),
+    _D(
+        "ras-client-id-unbound",
+        ("IDJAG-RAS-CLIENT-MATCH",),
+        "Any authenticated client may redeem an ID-JAG issued for another client.",
+    ),
+    _D(
+        "ras-expiry-unchecked",
+        ("IDJAG-RAS-EXPIRY",),
+        "Expired and not-yet-valid assertions are accepted.",
+    ),
+    _D(
+        "ras-jti-replay-accepted",
+        ("IDJAG-RAS-JTI-REPLAY",),
+        "The same ID-JAG can be redeemed again while it is unexpired.",
+    ),
+    _D(
+        "ras-scope-not-intersected",
+        ("IDJAG-RAS-SCOPE-RESOURCE",),
+        "The requested scope is granted even where the ID-JAG does not carry it.",
+    ),
+    _D(
+        "rs-accepts-idp-assertions",
+        ("IDJAG-RS-REJECTS-ASSERTIONS",),
+        "The MCP server accepts any JWT signed by the enterprise IdP as an access token.",
+    ),
+    # --- The MCP server's downstream calls (second hop) ---
+    _D(
+        "hop2-token-passthrough",
+        ("HOP2-NO-PASSTHROUGH", "HOP2-DOWNSTREAM-AUDIENCE", "HOP2-DOWNSTREAM-SCOPES"),
+        "The connectors forward the client's own access token to the downstream API.",
+        # The services refuse the forwarded token, so no data comes back to compare.
+        masks=(
+            "AUDIT-EXCHANGE-EVENT",
+            "AUDIT-DOWNSTREAM-EVENT",
+            "HOP2-USER-ISOLATION",
+            "HOP2-IDJAG-AUDIENCE",
+        ),
+    ),
+    _D(
+        "hop2-static-api-key",
+        (
+            "HOP2-DOWNSTREAM-AUDIENCE",
+            "HOP2-USER-SCOPED",
+            "HOP2-DOWNSTREAM-SCOPES",
+            "HOP2-DOWNSTREAM-SHORT-LIVED",
+            "HOP2-NOT-SHARED",
+            "HOP2-USER-ISOLATION",
+        ),
+        "The connectors call the downstream APIs with one integration-user API key.",
+        masks=("AUDIT-EXCHANGE-EVENT", "HOP2-IDJAG-AUDIENCE"),
+    ),
+    _D(
+        "hop2-token-cache-not-per-user",
+        ("HOP2-USER-SCOPED", "HOP2-NOT-SHARED", "HOP2-USER-ISOLATION"),
+        "Downstream tokens are cached per service, so one user's token serves the next.",
+        masks=("AUDIT-EXCHANGE-EVENT",),
+    ),
+    _D(
+        "hop2-overbroad-downstream-scope",
+        ("HOP2-DOWNSTREAM-SCOPES",),
+        "The connectors ask for every scope the downstream service offers.",
+    ),
+    _D(
+        "hop2-idjag-reused-downstream",
+        ("HOP2-IDJAG-AUDIENCE",),
+        "The ID-JAG connector presents an ID-JAG addressed to the MCP server's own AS.",
+        masks=("*",),
+    ),
+    _D(
+        "hop2-failure-as-transport-error",
+        ("HOP2-FAILURE-TOOL-ERROR",),
+        "A downstream failure surfaces as an HTTP 500 instead of a tool error.",
+        masks=("HOP2-FAILURE-NO-LEAK", "HOP2-FAILURE-ISOLATED", "AUDIT-FAILURE-EVENT"),
+    ),
+    _D(
+        "hop2-failure-leaks-detail",
+        ("HOP2-FAILURE-NO-LEAK",),
+        "A downstream failure's tool error repeats the downstream response and token.",
+    ),
+    _D(
+        "hop2-outage-blocks-other-calls",
+        ("HOP2-FAILURE-ISOLATED",),
+        "While one downstream service fails, every other MCP request gets 503.",
+    ),
+    # --- Audit trail of the second hop ---
+    _D(
+        "audit-exchange-not-logged",
+        ("AUDIT-EXCHANGE-EVENT",),
+        "Token exchanges and downstream token grants leave no audit event.",
+    ),
+    _D(
+        "audit-downstream-call-not-logged",
+        ("AUDIT-DOWNSTREAM-EVENT",),
+        "Successful downstream API calls leave no audit event.",
+    ),
+    _D(
+        "audit-failures-not-logged",
+        ("AUDIT-FAILURE-EVENT",),
+        "Failed downstream calls leave no audit event.",
+    ),
 )
 
 DEFECTS: dict[str, Defect] = {d.name: d for d in _ALL}
