@@ -25,8 +25,10 @@ from conformance.servers import ServerThread, bind_loopback, url_of
 if TYPE_CHECKING:
     from reference.settings import DownstreamService
 
-SERVICE_NAMES = ("salesforce", "workday")
-"""The downstream services the reference's connector tools reach (second hop)."""
+SERVICE_MODELS = {"salesforce": "token-exchange", "workday": "id-jag"}
+"""The downstream services the reference's connector tools reach (second hop), and how the
+MCP server gets a token for each: RFC 8693 at its AS, or an ID-JAG from the IdP."""
+SERVICE_NAMES = tuple(SERVICE_MODELS)
 
 # Clients the suite itself uses for enterprise-managed authorization: its clients at the IdP
 # and the (differently named) clients the IdP maps them to at the reference AS.
@@ -67,15 +69,15 @@ def defect_catalogue() -> dict[str, tuple[tuple[str, ...], str, tuple[str, ...]]
 
 def _services(bases: dict[str, str]) -> tuple[DownstreamService, ...]:
     from mock_saas.settings import api_url_of, resource_of, service_kind, token_endpoint_of
-    from reference.settings import ID_JAG, TOKEN_EXCHANGE, DownstreamService
+    from reference.settings import DownstreamService
 
     wiring = {
-        "salesforce": ("salesforce-connector", "get_opportunities", TOKEN_EXCHANGE),
-        "workday": ("workday-connector", "get_worker", ID_JAG),
+        "salesforce": ("salesforce-connector", "get_opportunities"),
+        "workday": ("workday-connector", "get_worker"),
     }
     services = []
-    for name in SERVICE_NAMES:
-        tool, action, model = wiring[name]
+    for name, model in SERVICE_MODELS.items():
+        tool, action = wiring[name]
         kind, base = service_kind(name), bases[name]
         services.append(
             DownstreamService(

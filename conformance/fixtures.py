@@ -224,22 +224,29 @@ def second_resource(run: Run) -> str:
     return run.config.second_resource
 
 
+def signing_hook(run: Run, url: str, what: str) -> Callable[..., str]:
+    """A test-only signing hook: POST {"claims", "header"} -> {"token"} (claims signed with the
+    key of `what`), so checks can build expired, mistyped or mis-addressed tokens."""
+    run.http.scope.add_url(url)
+
+    def sign(claims: dict[str, Any], **header: Any) -> str:
+        response = run.http.post(url, json={"claims": claims, "header": header}, note=what)
+        body = json_object(response)
+        if response.status_code != 200 or not body or "token" not in body:
+            raise PreconditionFailed(f"the {what} answered {response.status_code}")
+        run.redactor.remember(body["token"])
+        return str(body["token"])
+
+    return sign
+
+
 @pytest.fixture(scope="session")
 def token_signer(run: Run) -> Callable[..., str]:
     """Signs claims with the target AS key through its test hook (skips when there is none)."""
     url = run.config.token_signer
     if not url:
         pytest.skip("no test token signer configured (hooks.token_signer)")
-
-    def sign(claims: dict[str, Any], **header: Any) -> str:
-        response = run.http.post(url, json={"claims": claims, "header": header}, note="test signer")
-        body = json_object(response)
-        if response.status_code != 200 or not body or "token" not in body:
-            raise PreconditionFailed(f"the test token signer answered {response.status_code}")
-        run.redactor.remember(body["token"])
-        return str(body["token"])
-
-    return sign
+    return signing_hook(run, url, "test signer")
 
 
 @dataclass

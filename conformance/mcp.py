@@ -136,3 +136,10 @@ def tool_text(result: dict[str, Any] | None) -> str:
         for block in result["content"]
         if isinstance(block, dict) and block.get("type") == "text"
     )
+
+
+def present(run: Any, token: str, note: str) -> httpx.Response:
+    """An `initialize` authorized with `token`: how the MCP server of `run` judges the token."""
+    return post(
+        run.http, run.mcp_url, initialize(run.config.protocol_version), token=token, note=note
+    )

@@ -21,7 +21,7 @@ from conformance.config import DownstreamConfig, IdJagConfig, TokenExchangeConfi
 from conformance.discovery import AuthorizationServer, as_metadata_candidates, json_object
 from conformance.downstream import ToolCall, Witness, call_tool
 from conformance.errors import PreconditionFailed
-from conformance.fixtures import Clients, Run
+from conformance.fixtures import Clients, Run, signing_hook
 from conformance.flows import Flows, TokenSet
 from conformance.idp import EnterpriseIdp, client_of, discover_idp, id_token
 from conformance.oauth.clients import Client
@@ -30,17 +30,24 @@ from conformance.settings import RUN_SETTINGS
 NO_SERVICE = "(none)"
 
 
-def service_names(config: pytest.Config) -> tuple[str, ...]:
+def service_models(config: pytest.Config) -> dict[str, str]:
+    """Configured downstream services by name, with their exchange model."""
     settings = config.stash[RUN_SETTINGS]
     if settings.embedded:
-        return embedded.SERVICE_NAMES
-    return tuple(s.name for s in settings.config.downstream)
+        return dict(embedded.SERVICE_MODELS)
+    return {s.name: s.model for s in settings.config.downstream}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`service_name`: every configured service; `id_jag_service_name`: those reached with an
+    ID-JAG. Without any, one placeholder instance skips, naming the config key."""
+    models = service_models(metafunc.config)
     if "service_name" in metafunc.fixturenames:
-        names = service_names(metafunc.config) or (NO_SERVICE,)
+        names = tuple(models) or (NO_SERVICE,)
         metafunc.parametrize("service_name", names, scope="session")
+    if "id_jag_service_name" in metafunc.fixturenames:
+        names = tuple(n for n, m in models.items() if m == "id-jag") or (NO_SERVICE,)
+        metafunc.parametrize("id_jag_service_name", names, scope="session")
 
 
 # --- users -----------------------------------------------------------------------------------
@@ -60,6 +67,14 @@ def service(run: Run, service_name: str) -> DownstreamConfig:
     found = next((s for s in run.config.downstream if s.name == service_name), None)
     if found is None:
         pytest.skip("no downstream service configured ([[downstream]] in the target config)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def id_jag_service(run: Run, id_jag_service_name: str) -> DownstreamConfig:
+    found = next((s for s in run.config.downstream if s.name == id_jag_service_name), None)
+    if found is None:
+        pytest.skip('no downstream service reached with an ID-JAG (model = "id-jag")')
     return found
 
 
@@ -288,19 +303,7 @@ def idp_signer(run: Run) -> Callable[..., str]:
     url = _id_jag(run).idp_test_signer
     if not url:
         pytest.skip("no IdP test signer configured (id_jag.idp_test_signer)")
-    run.http.scope.add_url(url)
-
-    def sign(claims: dict[str, Any], **header: Any) -> str:
-        response = run.http.post(
-            url, json={"claims": claims, "header": header}, note="IdP test signer"
-        )
-        body = json_object(response)
-        if response.status_code != 200 or not body or "token" not in body:
-            raise PreconditionFailed(f"the IdP test signer answered {response.status_code}")
-        run.redactor.remember(body["token"])
-        return str(body["token"])
-
-    return sign
+    return signing_hook(run, url, "IdP test signer")
 
 
 # --- audit trail -----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from conformance.oauth import jwt
 from conformance.oauth.challenge import parse_www_authenticate
 from conformance.oauth.clients import Client, token_request
 from conformance.oauth.pkce import new_verifier
+from conformance.oauth.token_responses import cache_directives
 from conformance.verdict import Verdict
 
 _UNKNOWN_SCOPE = "mcp:not-a-real-scope"
@@ -97,13 +98,6 @@ def _with_wrong_secret(client: Client) -> Client:
     )
 
 
-def _initialize(run: Run, token: str, note: str) -> httpx.Response:
-    """An MCP `initialize` authorized with `token`: the resource server's view of it."""
-    return mcp.post(
-        run.http, run.mcp_url, mcp.initialize(run.config.protocol_version), token=token, note=note
-    )
-
-
 def _introspect(flows: Flows, clients: Clients, token: str) -> dict[str, Any]:
     """RFC 7662 introspection of an opaque token (skips when the AS offers none)."""
     endpoint = flows.server.endpoint("introspection_endpoint")
@@ -147,14 +141,6 @@ def _scopes(claims: dict[str, Any]) -> set[str] | None:
     if isinstance(claims.get("scp"), list):
         return {s for s in claims["scp"] if isinstance(s, str)}
     return None
-
-
-def _cache_directives(response: httpx.Response) -> set[str]:
-    return {
-        d.split("=")[0].strip().lower()
-        for value in response.headers.get_list("cache-control")
-        for d in value.split(",")
-    }
 
 
 @pytest.fixture(scope="module")
@@ -243,14 +229,14 @@ def test_code_replay_revokes_issued_tokens(
     verdict.precondition(body, f"first redemption got {_describe(first)}")
     assert body is not None
     access, refresh = str(body["access_token"]), body.get("refresh_token")
-    before = _initialize(run, access, "known-good: the first access token at the MCP server")
+    before = mcp.present(run, access, "known-good: the first access token at the MCP server")
     verdict.precondition(
         before.is_success, f"the MCP server refused a fresh access token ({before.status_code})"
     )
 
     replay = flows.redeem(clients.public, code, request, note="replay the used code")
     flows.token_body(replay)
-    after = _initialize(run, access, "the first access token after the replay")
+    after = mcp.present(run, access, "the first access token after the replay")
     probes = [f"the MCP server answers {after.status_code} to the first access token"]
     at_revoked = after.status_code == 401
     rt_revoked = False
@@ -530,7 +516,7 @@ def test_token_responses_are_not_stored(
     for who, response in (("alice's", alice_tokens.response), ("a fresh", fresh.response)):
         verdict.expect(
             "TOKEN-RESPONSE-NO-STORE",
-            "no-store" in _cache_directives(response),
+            "no-store" in cache_directives(response),
             f"{who} token response has Cache-Control "
             f"{response.headers.get('cache-control')!r}, without no-store",
         )

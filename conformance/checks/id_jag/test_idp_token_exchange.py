@@ -40,10 +40,10 @@ from conformance.oauth.token_exchange import (
     TOKEN_EXCHANGE,
     audiences,
     describe,
-    error_code,
     issued,
     scopes,
 )
+from conformance.oauth.token_responses import cache_directives, expect_refused
 from conformance.second_hop import IdJagClients, IdJagRequest
 from conformance.verdict import Verdict
 
@@ -122,36 +122,6 @@ def _id_jag(known_good: Exchanged, verdict: Verdict) -> str:
     )
     assert isinstance(token, str)
     return token
-
-
-def _expect_refused(
-    verdict: Verdict,
-    requirement: str,
-    response: httpx.Response,
-    what: str,
-    codes: tuple[str, ...],
-    statuses: tuple[int, ...] = (400,),
-) -> bool:
-    """`what` is refused without a token (RFC 8693 §2.2.2, RFC 6749 §5.2). The defined
-    statuses and codes pass; another 4xx error is a tolerated variant."""
-    expected = f"{'/'.join(map(str, statuses))} {' or '.join(codes)}"
-    if issued(response) is not None or not 400 <= response.status_code < 500:
-        verdict.fail(requirement, f"{what}: got {describe(response)}, expected {expected}")
-        return False
-    if response.status_code in statuses and error_code(response) in codes:
-        return verdict.expect(requirement, True, what)
-    verdict.tolerate(
-        requirement, f"{what}: got {describe(response)}, where {expected} is the defined answer"
-    )
-    return True
-
-
-def _cache_directives(response: httpx.Response) -> set[str]:
-    return {
-        d.split("=")[0].strip().lower()
-        for value in response.headers.get_list("cache-control")
-        for d in value.split(",")
-    }
 
 
 def _asymmetric(alg: Any) -> bool:
@@ -261,7 +231,7 @@ def test_idp_issues_id_jag(known_good: Exchanged, verdict: Verdict) -> None:
     )
     verdict.expect(
         "IDJAG-IDP-ISSUES",
-        "no-store" in _cache_directives(response),
+        "no-store" in cache_directives(response),
         f"the response has Cache-Control {response.headers.get('cache-control')!r}, "
         "without no-store",
     )
@@ -381,7 +351,7 @@ def test_invalid_subject_tokens_are_refused(
             id_jag_request,
             f"exchange {what}",
         )
-        _expect_refused(
+        expect_refused(
             verdict,
             "IDJAG-IDP-SUBJECT-VALIDATED",
             response,
@@ -415,7 +385,7 @@ def test_subject_token_of_another_client_is_refused(
         id_jag_request,
         f"exchange alice's ID token issued to {other.client_id}",
     )
-    _expect_refused(
+    expect_refused(
         verdict,
         "IDJAG-IDP-SUBJECT-AUD",
         response,
@@ -464,7 +434,7 @@ def test_audience_is_required_and_resolved(
             what,
             audience=audience,
         )
-        _expect_refused(verdict, rid, response, what, codes)
+        expect_refused(verdict, rid, response, what, codes)
 
 
 @pytest.mark.requirement("IDJAG-IDP-GRANTED-REFLECTED")
@@ -496,7 +466,7 @@ def test_narrowed_scope_is_stated(
     )
     body = issued(response)
     if body is None:
-        _expect_refused(verdict, rid, response, what, ("invalid_scope",))
+        expect_refused(verdict, rid, response, what, ("invalid_scope",))
         return
     stated = body.get("scope")
     if verdict.expect(
@@ -566,7 +536,7 @@ def test_exchange_requires_client_authentication(
         id_jag_request,
         what,
     )
-    _expect_refused(
+    expect_refused(
         verdict, "IDJAG-IDP-CLIENT-AUTH", response, what, ("invalid_client",), (401, 400)
     )
 
@@ -623,7 +593,7 @@ def test_idp_does_not_redeem_its_own_id_jag(
     body = issued(response)
     if body:
         run.redactor.remember(body["access_token"])
-    _expect_refused(
+    expect_refused(
         verdict,
         "IDJAG-IDP-NOT-SELF-REDEEMABLE",
         response,

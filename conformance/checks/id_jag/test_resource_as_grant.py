@@ -39,10 +39,10 @@ from conformance.oauth.token_exchange import (
     JWT_BEARER,
     audiences,
     describe,
-    error_code,
     issued,
     scopes,
 )
+from conformance.oauth.token_responses import cache_directives, expect_refused
 from conformance.second_hop import IdJagClients, IdJagRequest
 from conformance.verdict import Verdict
 
@@ -205,43 +205,6 @@ def _signed_control(grants: Grants, signer: Callable[..., str], claims: dict[str
     grants.require_redeemed(token, "an ID-JAG made by the IdP test signer")
 
 
-def _expect_refused(
-    verdict: Verdict,
-    requirement: str,
-    response: httpx.Response,
-    what: str,
-    codes: tuple[str, ...] = ("invalid_grant",),
-    statuses: tuple[int, ...] = (400,),
-) -> bool:
-    """`what` is refused without a token (RFC 7523 §3.1, RFC 6749 §5.2). The defined statuses
-    and codes pass; another 4xx error is a tolerated variant."""
-    expected = f"{'/'.join(map(str, statuses))} {' or '.join(codes)}"
-    if issued(response) is not None or not 400 <= response.status_code < 500:
-        verdict.fail(requirement, f"{what}: got {describe(response)}, expected {expected}")
-        return False
-    if response.status_code in statuses and error_code(response) in codes:
-        return verdict.expect(requirement, True, what)
-    verdict.tolerate(
-        requirement, f"{what}: got {describe(response)}, where {expected} is the defined answer"
-    )
-    return True
-
-
-def _cache_directives(response: httpx.Response) -> set[str]:
-    return {
-        d.split("=")[0].strip().lower()
-        for value in response.headers.get_list("cache-control")
-        for d in value.split(",")
-    }
-
-
-def _initialize(run: Run, token: str, note: str) -> httpx.Response:
-    """An MCP `initialize` authorized with `token`: the MCP server's view of it."""
-    return mcp.post(
-        run.http, run.mcp_url, mcp.initialize(run.config.protocol_version), token=token, note=note
-    )
-
-
 def _extra_scope(run: Run, carried: set[str]) -> str:
     """A scope the ID-JAG does not carry: the privileged scope when configured."""
     privileged = run.config.privileged_scope
@@ -316,14 +279,14 @@ def test_id_jag_is_redeemed_for_an_access_token(
     )
     verdict.expect(
         rid,
-        "no-store" in _cache_directives(response),
+        "no-store" in cache_directives(response),
         f"the token response has Cache-Control {response.headers.get('cache-control')!r}, "
         "without no-store",
     )
     if isinstance(token_type, str) and token_type.lower() == "dpop":
         verdict.note("the access token is DPoP-bound; the suite does not present it")
         return
-    opened = _initialize(run, str(body["access_token"]), "initialize with the granted token")
+    opened = mcp.present(run, str(body["access_token"]), "initialize with the granted token")
     verdict.expect(
         rid,
         opened.status_code == 200,
@@ -361,9 +324,9 @@ def test_assertion_must_be_typed_id_jag(
         _signed_control(grants, signer, claims)
         mistyped = signer(_fresh(claims), typ="JWT")
         what = "the ID-JAG's claims signed by the IdP with typ JWT"
-        _expect_refused(verdict, rid, grants.redeem(mistyped, what), what)
+        expect_refused(verdict, rid, grants.redeem(mistyped, what), what)
     what = "alice's ID token from the same IdP as assertion"
-    _expect_refused(verdict, rid, grants.redeem(grants.subject, what), what)
+    expect_refused(verdict, rid, grants.redeem(grants.subject, what), what)
 
 
 @pytest.mark.requirement("IDJAG-RAS-SIGNATURE-ISSUER")
@@ -390,7 +353,7 @@ def test_assertion_signature_and_issuer_are_verified(
         ("an unsigned (alg none) ID-JAG", jwt.unsigned(grants.mint("a fresh ID-JAG to unsign"))),
     ]
     for what, assertion in variants:
-        _expect_refused(verdict, rid, grants.redeem(assertion, what), what)
+        expect_refused(verdict, rid, grants.redeem(assertion, what), what)
 
 
 @pytest.mark.requirement("IDJAG-RAS-AUD")
@@ -408,7 +371,7 @@ def test_assertion_audience_is_this_server(
         (f"an ID-JAG with aud [{issuer!r}, {_OTHER_AS!r}]", [issuer, _OTHER_AS]),
     ):
         assertion = idp_signer(_fresh(claims, aud=aud), typ=ID_JAG_TYP)
-        _expect_refused(verdict, rid, grants.redeem(assertion, what), what)
+        expect_refused(verdict, rid, grants.redeem(assertion, what), what)
     single = idp_signer(_fresh(claims, aud=[issuer]), typ=ID_JAG_TYP)
     response = grants.redeem(single, "an ID-JAG with aud as a one-element array")
     if issued(response) is None:
@@ -437,14 +400,14 @@ def test_assertion_is_bound_to_its_client(grants: Grants, verdict: Verdict) -> N
     else:
         what = f"an ID-JAG for {grants.clients.ras.client_id} presented by {other.client_id}"
         response = grants.redeem(grants.mint(), what, client=other)
-        _expect_refused(verdict, rid, response, what)
+        expect_refused(verdict, rid, response, what)
     ras = grants.clients.ras
     if ras.client_secret is None:
         verdict.note("the resource AS client has no secret: the unauthenticated case is skipped")
         return
     what = f"an ID-JAG presented with client_id={ras.client_id} and no client authentication"
     response = grants.redeem(grants.mint(), what, client=ras.without_secret())
-    _expect_refused(verdict, rid, response, what, ("invalid_client",), (401, 400))
+    expect_refused(verdict, rid, response, what, ("invalid_client",), (401, 400))
 
 
 @pytest.mark.requirement("IDJAG-RAS-EXPIRY")
@@ -464,7 +427,7 @@ def test_assertion_validity_window(
         ),
     ):
         assertion = idp_signer(_fresh(claims, **changes), typ=ID_JAG_TYP)
-        _expect_refused(verdict, "IDJAG-RAS-EXPIRY", grants.redeem(assertion, what), what)
+        expect_refused(verdict, "IDJAG-RAS-EXPIRY", grants.redeem(assertion, what), what)
 
 
 @pytest.mark.requirement("IDJAG-RAS-JTI-REPLAY")
@@ -477,7 +440,7 @@ def test_assertion_is_single_use(grants: Grants, verdict: Verdict) -> None:
     )
     token = grants.control()
     what = "the same ID-JAG redeemed a second time"
-    _expect_refused(verdict, "IDJAG-RAS-JTI-REPLAY", grants.redeem(token, what), what)
+    expect_refused(verdict, "IDJAG-RAS-JTI-REPLAY", grants.redeem(token, what), what)
 
 
 @pytest.mark.requirement("IDJAG-RAS-SCOPE-RESOURCE")
@@ -521,7 +484,7 @@ def test_grant_stays_within_the_id_jag(
     response = grants.redeem(fresh, what, scope=requested)
     granted_body = issued(response)
     if granted_body is None:
-        _expect_refused(verdict, rid, response, what, ("invalid_scope", "invalid_grant"))
+        expect_refused(verdict, rid, response, what, ("invalid_scope", "invalid_grant"))
     else:
         stated = granted_body.get("scope")
         granted_token = str(granted_body["access_token"])
@@ -545,7 +508,7 @@ def test_grant_stays_within_the_id_jag(
     _signed_control(grants, signer, source)
     assertion = signer(_fresh(source, resource=_NOT_SERVED), typ=ID_JAG_TYP)
     what = f"an ID-JAG with resource {_NOT_SERVED!r}"
-    _expect_refused(verdict, rid, grants.redeem(assertion, what), what)
+    expect_refused(verdict, rid, grants.redeem(assertion, what), what)
 
 
 # --- the MCP server (MCP authorization "Token Handling"; MCP-EMA §5) -----------------------
@@ -558,7 +521,7 @@ def test_mcp_server_refuses_idp_assertions(
     """Neither an ID-JAG nor an ID token is an access token for the MCP server: 401 (MCP
     authorization "Token Handling", RFC 9068 §4)."""
     body = _redeemed(known_good, verdict)
-    control = _initialize(run, str(body["access_token"]), "known-good: the granted token")
+    control = mcp.present(run, str(body["access_token"]), "known-good: the granted token")
     verdict.precondition(
         control.is_success,
         f"the MCP server answered {mcp.describe(control)} to the token granted for an ID-JAG",
@@ -567,7 +530,7 @@ def test_mcp_server_refuses_idp_assertions(
         ("the ID-JAG as a bearer token", known_good.id_jag),
         ("alice's ID token as a bearer token", alice_id_token),
     ):
-        response = _initialize(run, token, what)
+        response = mcp.present(run, token, what)
         verdict.expect(
             "IDJAG-RS-REJECTS-ASSERTIONS",
             response.status_code == 401,

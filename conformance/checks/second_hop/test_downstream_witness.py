@@ -27,6 +27,7 @@ from conformance.downstream import (
     record_summary,
     subject_of,
 )
+from conformance.fixtures import Run
 from conformance.oauth import jwt
 from conformance.oauth.token_exchange import JWT_BEARER, audiences, scopes
 from conformance.second_hop import SecondHop, expected_issuer
@@ -246,22 +247,21 @@ def test_bob_never_receives_alices_data(
 
 @pytest.mark.requirement("HOP2-IDJAG-AUDIENCE")
 def test_id_jag_presented_only_to_the_as_it_names(
+    run: Run,
     second_hop: SecondHop,
-    service: DownstreamConfig,
-    witness: Witness,
+    id_jag_service: DownstreamConfig,
     authorization_server: AuthorizationServer,
     verdict: Verdict,
 ) -> None:
     """An ID-JAG the MCP server redeems at the service's AS is addressed to that AS."""
-    if service.model != "id-jag":
-        pytest.skip(f"{service.name} is reached by token exchange, not with an ID-JAG")
+    service = id_jag_service
     call = second_hop.call(service, "alice")
     verdict.attach(call.exchanges)
     grants = [r for r in call.token_records if r.get("grant_type") == JWT_BEARER]
     if not grants:  # a token cached from an earlier call: judge every grant in the log
         grants = [
             r
-            for r in witness.since(0)
+            for r in Witness(run.http, service).since(0)
             if r.get("kind") == "token" and r.get("grant_type") == JWT_BEARER
         ]
     verdict.precondition(

@@ -33,6 +33,7 @@ from conformance.http import recording
 from conformance.oauth import jwt, token_exchange
 from conformance.oauth.clients import Client, token_request
 from conformance.oauth.token_exchange import ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, TOKEN_EXCHANGE
+from conformance.oauth.token_responses import cache_directives
 from conformance.second_hop import ExchangeTarget
 from conformance.verdict import Verdict
 
@@ -237,24 +238,6 @@ def _fresh(claims: dict[str, Any], **changes: Any) -> dict[str, Any]:
     fresh.update(iat=now, exp=now + 300, jti=uuid.uuid4().hex)
     fresh.update(changes)
     return fresh
-
-
-def _cache_directives(response: httpx.Response) -> set[str]:
-    return {
-        d.split("=")[0].strip().lower()
-        for value in response.headers.get_list("cache-control")
-        for d in value.split(",")
-    }
-
-
-def _initialize(run: Run, token: str, note: str) -> httpx.Response:
-    """An MCP `initialize` authorized with `token`: the MCP server's view of the token."""
-    return mcp.post(
-        run.http, run.mcp_url, mcp.initialize(run.config.protocol_version), token=token, note=note
-    )
-
-
-# --- the grant (RFC 8693 §2.1, RFC 8414 §2) ------------------------------------------------
 
 
 @pytest.mark.requirement("TX-GRANT-SUPPORTED")
@@ -603,7 +586,7 @@ def test_exchange_response_has_required_members(exchanger: Exchanger, verdict: V
     response = exchanger.control.response
     verdict.expect(
         rid,
-        "no-store" in _cache_directives(response),
+        "no-store" in cache_directives(response),
         f"the exchange response has Cache-Control {response.headers.get('cache-control')!r}, "
         "without no-store",
     )
@@ -644,11 +627,11 @@ def test_exchanged_token_is_for_the_target_only(exchanger: Exchanger, verdict: V
             audiences == [resource],
             f"the token exchanged for resource={resource} has aud {claims.get('aud')!r}",
         )
-    control = _initialize(run, exchanger.subject.access_token, "known-good: alice's own token")
+    control = mcp.present(run, exchanger.subject.access_token, "known-good: alice's own token")
     verdict.precondition(
         control.is_success, f"the MCP server refused alice's own token ({mcp.describe(control)})"
     )
-    response = _initialize(run, token, "the exchanged token at the MCP server")
+    response = mcp.present(run, token, "the exchanged token at the MCP server")
     verdict.expect(
         "TX-RESULT-AUDIENCE",
         response.status_code == 401,
