@@ -44,6 +44,7 @@ _RAS_CLIENT = ClientCredentials(
 _OTHER_RAS_CLIENT = ClientCredentials(
     "conformance-agent-2", "conformance-agent-secret-2", "client_secret_basic"
 )
+SUITE_CLIENTS = (_IDP_CLIENT, _OTHER_IDP_CLIENT, _RAS_CLIENT, _OTHER_RAS_CLIENT)
 _DEPLOYMENT_AT_SERVICE = ("mcp-deployment", "mcp-deployment-secret")
 
 

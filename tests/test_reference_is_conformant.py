@@ -6,6 +6,8 @@ import re
 
 import jsonschema
 
+from conformance import embedded
+from reference.settings import ReferenceSettings
 from reports import results_schema
 from tests.conftest import SuiteRun
 
@@ -41,6 +43,13 @@ def test_reports_keep_no_secret_in_the_clear(clean_run: SuiteRun) -> None:
     """Passwords, codes, client secrets and replayable tokens are redacted in the evidence."""
     text = (clean_run.report_dir / "results.json").read_text()
     assert "alice-password" not in text and "bob-password" not in text
+    second_hop_secrets = [
+        ReferenceSettings.mcp_client_secret,  # the MCP server's exchange client
+        ReferenceSettings.audit_token,
+        *(c.client_secret for c in embedded.SUITE_CLIENTS),  # at the IdP and the resource AS
+    ]
+    for secret in second_hop_secrets:
+        assert secret and secret not in text, secret
     signed_jwts = re.findall(r"eyJ[\w-]+\.eyJ[\w-]*\.[\w-]+", text)
     assert not signed_jwts  # JWTs keep header and claims, never the signature
     assert not re.findall(r"[?&#]code=(?!%3Credacted)[\w-]{8,}", text)
