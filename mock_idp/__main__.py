@@ -39,6 +39,7 @@ import ipaddress
 import socket
 import sys
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import uvicorn
@@ -145,15 +146,24 @@ def build_app(settings: IdpSettings) -> Starlette:
     return Starlette(routes=[Mount(path, app=app)]) if path else app
 
 
-async def serve(sock: socket.socket, settings: IdpSettings, log_level: str) -> None:
-    config = uvicorn.Config(build_app(settings), log_level=log_level, lifespan="off")
+async def serve_app(
+    sock: socket.socket, app: Any, log_level: str, ready_line: str, lifespan: str = "off"
+) -> None:
+    """Serve `app` on `sock` until interrupted; print `ready_line` once it accepts connections."""
+    config = uvicorn.Config(app, log_level=log_level, lifespan=lifespan)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started and not task.done():
         await asyncio.sleep(0.02)
     if server.started:
-        print(f"mock_idp ready: issuer={settings.issuer}", flush=True)
+        print(ready_line, flush=True)
     await task
+
+
+async def serve(sock: socket.socket, settings: IdpSettings, log_level: str) -> None:
+    await serve_app(
+        sock, build_app(settings), log_level, f"mock_idp ready: issuer={settings.issuer}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

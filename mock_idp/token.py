@@ -48,7 +48,7 @@ async def token_endpoint(
 ) -> JSONResponse:
     """RFC 6749 section 3.2: POST, form-encoded, authenticated client, dispatch by grant."""
     try:
-        params = await _form_params(request)
+        params = await form_params(request)
         grant_type = params.get("grant_type")
         if not grant_type:
             raise TokenError("invalid_request", "grant_type is required")
@@ -79,7 +79,7 @@ def grant_handlers(settings: IdpSettings) -> dict[str, GrantHandler]:
     return GRANT_HANDLERS
 
 
-async def _form_params(request: Request) -> dict[str, str]:
+async def form_params(request: Request) -> dict[str, str]:
     """RFC 6749 section 3.2 / appendix B: form-encoded body; section 3.2: no repeats."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":

@@ -16,9 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-import uvicorn
-
-from mock_idp.__main__ import UsageError, bind, is_loopback
+from mock_idp.__main__ import UsageError, bind, is_loopback, serve_app
 from mock_saas.app import create_app
 from mock_saas.settings import SERVICE_KINDS, SaasClient, SaasSettings, TrustedIssuer
 
@@ -99,14 +97,8 @@ def build_settings(args: argparse.Namespace, base_url: str) -> SaasSettings:
 
 
 async def serve(sock: socket.socket, settings: SaasSettings, log_level: str) -> None:
-    config = uvicorn.Config(create_app(settings), log_level=log_level, lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started and not task.done():
-        await asyncio.sleep(0.02)
-    if server.started:
-        print(f"mock_saas ready: service={settings.kind} base_url={settings.base_url}", flush=True)
-    await task
+    ready = f"mock_saas ready: service={settings.kind} base_url={settings.base_url}"
+    await serve_app(sock, create_app(settings), log_level, ready, lifespan="on")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,7 +19,7 @@ from urllib.parse import unquote_plus
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from mock_idp.token import NO_STORE, TokenError
+from mock_idp.token import NO_STORE, TokenError, form_params
 from mock_saas.records import decode_unverified, new_record, note_credential, scopes_of
 from mock_saas.settings import SaasClient, SaasSettings
 from mock_saas.state import ServiceState
@@ -93,20 +93,6 @@ def _note_assertion(record: dict[str, Any], assertion: str | None) -> None:
     record["assertion"] = assertion
     record["assertion_header"] = record["header"]
     record["assertion_claims"] = record["claims"]
-
-
-async def form_params(request: Request) -> dict[str, str]:
-    """RFC 6749 section 3.2 / appendix B: a form body; parameters must not repeat."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/x-www-form-urlencoded":
-        raise TokenError("invalid_request", "body must be application/x-www-form-urlencoded")
-    form = await request.form()
-    items = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
-    keys = [k for k, _ in items]
-    repeated = sorted({k for k in keys if keys.count(k) > 1})
-    if repeated:
-        raise TokenError("invalid_request", f"repeated parameter(s): {', '.join(repeated)}")
-    return {k: v for k, v in items if v != ""}
 
 
 def authenticate_client(
