@@ -39,7 +39,7 @@ import ipaddress
 import socket
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import uvicorn
@@ -147,7 +147,11 @@ def build_app(settings: IdpSettings) -> Starlette:
 
 
 async def serve_app(
-    sock: socket.socket, app: Any, log_level: str, ready_line: str, lifespan: str = "off"
+    sock: socket.socket,
+    app: Any,
+    log_level: str,
+    ready_line: str,
+    lifespan: Literal["auto", "on", "off"] = "off",
 ) -> None:
     """Serve `app` on `sock` until interrupted; print `ready_line` once it accepts connections."""
     config = uvicorn.Config(app, log_level=log_level, lifespan=lifespan)
