@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import queue
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
 SUITE_TIMEOUT = 180  # seconds; a full run against the embedded reference takes a few
 
 
@@ -60,3 +65,35 @@ def run_suite(tmp_path: Path, *args: str, timeout: float = SUITE_TIMEOUT) -> Sui
 def clean_run(tmp_path_factory: pytest.TempPathFactory) -> SuiteRun:
     """The whole suite against the clean embedded reference, once per test session."""
     return run_suite(tmp_path_factory.mktemp("clean"), "--target", "embedded")
+
+
+def _read_lines(stream: Any, lines: queue.Queue[str]) -> None:
+    for line in stream:
+        lines.put(line)
+
+
+@contextlib.contextmanager
+def standalone(module: str, *args: str, timeout: float = 30) -> Iterator[str]:
+    """Run `python -m MODULE ARGS` from the repo root; yield its ready line; stop it after."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True).start()
+    try:
+        try:
+            ready = lines.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail(f"{module} printed no ready line within {timeout:.0f} s")
+        yield ready.strip()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)

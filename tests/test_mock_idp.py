@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import queue
 import secrets
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from html.parser import HTMLParser
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,12 +19,12 @@ import pytest
 from starlette.testclient import TestClient
 
 from mock_idp import DEFAULT_USERS, IdpClient, IdpSettings, create_app
+from tests.conftest import REPO_ROOT, standalone
 
 ISSUER = "http://127.0.0.1:41000"
 CLIENT_ID = "reference-as"
 CLIENT_SECRET = "reference-as-secret"
 REDIRECT_URI = "http://127.0.0.1:41001/idp/callback"
-REPO_ROOT = Path(__file__).resolve().parents[1]
 # starlette's TestClient returns httpx2 responses when httpx2 is installed, else httpx ones.
 Response = Any
 
@@ -367,49 +364,17 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _read_lines(stream: Any, lines: queue.Queue[str]) -> None:
-    for line in stream:
-        lines.put(line)
-
-
 def test_standalone_serves_discovery() -> None:
     port = _free_port()
     issuer = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mock_idp",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--client",
-            f"{CLIENT_ID}:{CLIENT_SECRET}:{REDIRECT_URI}",
-        ],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True).start()
-    try:
-        try:
-            ready = lines.get(timeout=30)
-        except queue.Empty:
-            pytest.fail("mock_idp printed no ready line within 30 s")
+    client = f"{CLIENT_ID}:{CLIENT_SECRET}:{REDIRECT_URI}"
+    with standalone(
+        "mock_idp", "--host", "127.0.0.1", "--port", str(port), "--client", client
+    ) as ready:
         assert issuer in ready
         doc = httpx.get(f"{issuer}/.well-known/openid-configuration", timeout=5).json()
         assert doc["issuer"] == issuer
         assert doc["token_endpoint"] == f"{issuer}/token"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 def test_standalone_refuses_non_loopback_host() -> None:

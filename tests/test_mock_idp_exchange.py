@@ -7,10 +7,7 @@ from the real login flow, or are minted with the IdP's key for the invalid varia
 
 from __future__ import annotations
 
-import queue
 import re
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +27,7 @@ from mock_idp.__main__ import main
 from mock_idp.config import parse_config
 from mock_idp.keys import SigningKey, generate_signing_key
 from reference.defects import DEFECTS
+from tests.conftest import standalone
 
 TE = "urn:ietf:params:oauth:grant-type:token-exchange"
 JWTB = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -56,7 +54,6 @@ CLIENTS = (
     IdpClient(OTHER_ID, OTHER_SECRET, (REDIRECT_URI,)),
     IdpClient(PUBLIC_ID, None, (REDIRECT_URI,)),
 )
-REPO_ROOT = Path(__file__).resolve().parents[1]
 _KEY = generate_signing_key()  # one RSA key for every IdP here: key generation is slow
 
 
@@ -635,40 +632,13 @@ scopes = ["workers:read"]
 """
 
 
-def _read_lines(stream: Any, lines: queue.Queue[str]) -> None:
-    for line in stream:
-        lines.put(line)
-
-
 def test_standalone_with_config(tmp_path: Path) -> None:
     config = tmp_path / "idp.toml"
     config.write_text(CONFIG.format(redirect=REDIRECT_URI, wd=WD, wd_resource=WD_RESOURCE))
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mock_idp",
-            "--port",
-            "0",
-            "--config",
-            str(config),
-            "--client",
-            f"{OTHER_ID}:{OTHER_SECRET}:{REDIRECT_URI}",
-            "--test-signer",
-        ],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True).start()
-    try:
-        try:
-            ready = lines.get(timeout=30)
-        except queue.Empty:
-            pytest.fail("mock_idp printed no ready line within 30 s")
-        issuer = ready.strip().split("issuer=", 1)[1]
+    args = ["--port", "0", "--config", str(config), "--test-signer"]
+    args += ["--client", f"{OTHER_ID}:{OTHER_SECRET}:{REDIRECT_URI}"]
+    with standalone("mock_idp", *args) as ready:
+        issuer = ready.split("issuer=", 1)[1]
         remote = Idp(IdpSettings(issuer=issuer))
         try:
             header, claims = remote.id_jag()
@@ -680,13 +650,6 @@ def test_standalone_with_config(tmp_path: Path) -> None:
             assert signed.status_code == 200
         finally:
             remote.close()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 @pytest.mark.parametrize(

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import base64
 import functools
-import queue
 import secrets
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -43,8 +40,8 @@ from mock_saas import (
     token_endpoint_of,
 )
 from mock_saas.__main__ import main
+from tests.conftest import REPO_ROOT, standalone
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 ID_JAG_PROFILE = "urn:ietf:params:oauth:grant-profile:id-jag"
 ID_JAG_TYP = "oauth-id-jag+jwt"
@@ -762,53 +759,16 @@ def test_fault_mode_must_be_known(http: httpx.Client, fault_switch: str) -> None
 # --- standalone mode ---
 
 
-def _read_lines(stream: Any, lines: queue.Queue[str]) -> None:
-    for line in stream:
-        lines.put(line)
-
-
 def test_standalone_serves_metadata(idp: Issuer) -> None:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mock_saas",
-            "--service",
-            "workday",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--idp",
-            f"{idp.url}={idp.url}/jwks",
-            "--client",
-            ":".join(CLIENT),
-        ],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True).start()
-    try:
-        try:
-            ready = lines.get(timeout=30)
-        except queue.Empty:
-            pytest.fail("mock_saas printed no ready line within 30 s")
+    args = ["--service", "workday", "--host", "127.0.0.1", "--port", "0"]
+    args += ["--idp", f"{idp.url}={idp.url}/jwks", "--client", ":".join(CLIENT)]
+    with standalone("mock_saas", *args) as ready:
         prefix = "mock_saas ready: service=workday base_url="
         assert ready.startswith(prefix)
         base_url = ready[len(prefix) :].strip()
         doc = httpx.get(f"{base_url}/.well-known/oauth-authorization-server", timeout=5).json()
         assert doc["issuer"] == base_url
         assert doc["token_endpoint"] == f"{base_url}/ccx/oauth2/token"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 @pytest.mark.parametrize(
