@@ -226,8 +226,8 @@ def second_resource(run: Run) -> str:
 
 def signing_hook(run: Run, url: str, what: str) -> Callable[..., str]:
     """A test-only signing hook: POST {"claims", "header"} -> {"token"} (claims signed with the
-    key of `what`), so checks can build expired, mistyped or mis-addressed tokens."""
-    run.http.scope.add_url(url)
+    key of `what`), so checks can build expired, mistyped or mis-addressed tokens. The `run`
+    fixture has put the configured URL in scope."""
 
     def sign(claims: dict[str, Any], **header: Any) -> str:
         response = run.http.post(url, json={"claims": claims, "header": header}, note=what)

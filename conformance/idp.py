@@ -52,7 +52,6 @@ class EnterpriseIdp:
 
 def discover_idp(http: Http, issuer: str) -> EnterpriseIdp:
     """The IdP's metadata: OIDC discovery or RFC 8414, whichever answers first."""
-    http.scope.add_url(issuer)
     for url in reversed(as_metadata_candidates(issuer)):
         try:
             response = http.get(url, headers={"Accept": "application/json"}, note="IdP metadata")

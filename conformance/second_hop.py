@@ -174,9 +174,7 @@ def _token_exchange(run: Run) -> TokenExchangeConfig:
 @pytest.fixture(scope="session")
 def exchange_client(run: Run) -> Client:
     """The MCP server's own client at its authorization server (it asks for exchanges)."""
-    credentials = _token_exchange(run).client
-    run.redactor.remember(credentials.client_secret)
-    return client_of(credentials, run.config.redirect_uri)
+    return client_of(_token_exchange(run).client, run.config.redirect_uri)
 
 
 @pytest.fixture(scope="session")
@@ -186,7 +184,6 @@ def exchange_endpoint(run: Run, authorization_server: AuthorizationServer) -> st
     )
     if not endpoint:
         raise PreconditionFailed("no token endpoint for token exchange")
-    run.http.scope.add_url(endpoint)
     return endpoint
 
 
@@ -236,15 +233,7 @@ class IdJagClients:
 
 @pytest.fixture(scope="session")
 def id_jag_clients(run: Run) -> IdJagClients:
-    config = _id_jag(run)
-    for credentials in (
-        config.idp_client,
-        config.ras_client,
-        config.other_idp_client,
-        config.other_ras_client,
-    ):
-        if credentials:
-            run.redactor.remember(credentials.client_secret)
+    config = _id_jag(run)  # its secrets are remembered for redaction by the `run` fixture
 
     def client(credentials: Any) -> Client | None:
         return client_of(credentials, run.config.redirect_uri) if credentials else None
@@ -268,7 +257,6 @@ def resource_as(run: Run, authorization_server: AuthorizationServer) -> Authoriz
     issuer = _id_jag(run).ras_issuer
     if not issuer or issuer == authorization_server.metadata.get("issuer"):
         return authorization_server
-    run.http.scope.add_url(issuer)
     for url in as_metadata_candidates(issuer):
         response = run.http.get(url, note="resource AS metadata")
         body = json_object(response)
@@ -313,7 +301,4 @@ def idp_signer(run: Run) -> Callable[..., str]:
 def audit_trail(run: Run) -> AuditTrail:
     if run.config.audit is None:
         pytest.skip("no audit trail configured ([audit] in the target config)")
-    run.redactor.remember(run.config.audit.bearer_token)
-    if run.config.audit.url:
-        run.http.scope.add_url(run.config.audit.url)
     return AuditTrail(run.http, run.config.audit)
