@@ -610,6 +610,10 @@ _ALL: tuple[Defect, ...] = (
         ("AUDIT-FAILURE-EVENT",),
         "Failed downstream calls leave no audit event.",
     ),
+    # --- Refresh tokens, expiry and introspection (issue 4) ---
+    # --- DPoP at the authorization server (RFC 9449 §5, §8, §10) ---
+    # --- DPoP at the MCP server (RFC 9449 §7, MCP DPoP extension) ---
+    # --- Second hop under expiry, downstream DPoP, ID-JAG races ---
 )
 
 DEFECTS: dict[str, Defect] = {d.name: d for d in _ALL}
