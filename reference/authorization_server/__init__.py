@@ -24,6 +24,7 @@ from reference.authorization_server.metadata import (
 from reference.authorization_server.registration import deployment_clients, registration_endpoint
 from reference.authorization_server.revocation import revocation_endpoint
 from reference.authorization_server.store import Store
+from reference.authorization_server.test_hooks import lifetimes_endpoint
 from reference.authorization_server.test_signer import sign_endpoint
 from reference.authorization_server.token import token_endpoint
 from reference.settings import ReferenceSettings
@@ -52,6 +53,7 @@ def create_app(
     ]
     if settings.test_signer:
         routes.append(Route("/_test/sign", sign_endpoint, methods=["POST"]))
+        routes.append(Route("/_test/lifetimes", lifetimes_endpoint, methods=["POST"]))
     app = Starlette(routes=routes)
     store = Store()
     for client in deployment_clients(settings):

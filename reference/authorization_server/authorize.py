@@ -38,6 +38,7 @@ from reference.settings import BASIC_SCOPE, SCOPES_SUPPORTED
 
 # RFC 7636 §4.1/§4.2: code_verifier and S256 challenge alphabet and length.
 _PKCE_VALUE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
+_JKT = re.compile(r"^[A-Za-z0-9_-]{43}$")  # base64url of 32 bytes, unpadded
 _LOOPBACK_URI = re.compile(r"^http://(\[[^\]/]*\]|[^/?#:@\[\]]*)(:[0-9]*)?([/?].*)?$", re.S)
 
 
@@ -207,6 +208,14 @@ def grant_scope(ctx: Context, requested: str | None) -> list[str]:
     return scopes
 
 
+def _check_dpop_jkt(value: str | None) -> str | None:
+    """RFC 9449 §10: `dpop_jkt` is the base64url SHA-256 JWK thumbprint (RFC 7638) of the key
+    the code is to be bound to."""
+    if value is not None and not _JKT.match(value):
+        raise AuthorizationError("invalid_request", "dpop_jkt is not a SHA-256 JWK thumbprint")
+    return value
+
+
 def validate_request(
     ctx: Context, client: Client, redirect_uri: str, params: Params, repeated: list[str]
 ) -> ValidatedRequest:
@@ -220,7 +229,15 @@ def validate_request(
     resource = check_resource(ctx, params.all("resource"))
     scope = grant_scope(ctx, params.get("scope"))
     return ValidatedRequest(
-        client, redirect_uri, response_type, params.get("state"), challenge, method, resource, scope
+        client,
+        redirect_uri,
+        response_type,
+        params.get("state"),
+        challenge,
+        method,
+        resource,
+        scope,
+        dpop_jkt=_check_dpop_jkt(params.get("dpop_jkt")),
     )
 
 

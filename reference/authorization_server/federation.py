@@ -188,6 +188,7 @@ def issue_code(ctx: Context, pending: PendingAuthorization, user: str, auth_time
         user=user,
         auth_time=auth_time,
         expires_at=now() + ctx.settings.code_lifetime,
+        dpop_jkt=pending.request.dpop_jkt,
     )
     ctx.store.codes[code.code] = code
     return code.code

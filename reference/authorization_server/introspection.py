@@ -17,7 +17,10 @@ INACTIVE: dict[str, Any] = {"active": False}
 
 
 def _refresh_token_info(ctx: Context, token: str) -> dict[str, Any] | None:
-    rt = ctx.store.active_refresh_token(token)
+    if ctx.defect("introspection-reports-inactive-as-active"):
+        rt = ctx.store.refresh_tokens.get(token)
+    else:
+        rt = ctx.store.active_refresh_token(token)
     if rt is None:
         return None
     grant = ctx.store.grants[rt.grant_id]
@@ -33,13 +36,17 @@ def _refresh_token_info(ctx: Context, token: str) -> dict[str, Any] | None:
 
 
 def _access_token_info(ctx: Context, token: str) -> dict[str, Any] | None:
-    claims = decode_own_access_token(ctx, token)
+    # The defect: known tokens are described as active, however expired or revoked.
+    inactive_as_active = ctx.defect("introspection-reports-inactive-as-active")
+    claims = decode_own_access_token(ctx, token, verify_exp=not inactive_as_active)
     if claims is None:
         return None
-    record = ctx.store.active_access_token(str(claims["jti"]))
+    jti = str(claims["jti"])
+    records = ctx.store.access_tokens
+    record = records.get(jti) if inactive_as_active else ctx.store.active_access_token(jti)
     if record is None:
         return None
-    return {
+    info: dict[str, Any] = {
         "active": True,
         "scope": " ".join(record.scope),
         "client_id": record.client_id,
@@ -51,6 +58,11 @@ def _access_token_info(ctx: Context, token: str) -> dict[str, Any] | None:
         "jti": record.jti,
         "token_type": "Bearer",
     }
+    # RFC 9449 §6.2: a bound token's key, and `token_type` DPoP.
+    if isinstance(claims.get("cnf"), dict):
+        info["cnf"] = claims["cnf"]
+        info["token_type"] = "DPoP"
+    return info
 
 
 def introspect(ctx: Context, token: str, hint: str | None) -> dict[str, Any]:
@@ -63,6 +75,8 @@ def introspect(ctx: Context, token: str, hint: str | None) -> dict[str, Any]:
         info = lookup(ctx, token)
         if info is not None:
             return info
+    if ctx.defect("introspection-inactive-details"):
+        return {**INACTIVE, "iss": ctx.issuer, "error_description": "expired, revoked or unknown"}
     return dict(INACTIVE)
 
 

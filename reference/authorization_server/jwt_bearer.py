@@ -10,6 +10,7 @@ Client authentication (confidential clients only, ID-JAG §8.1) happens at the t
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, TypeGuard
 
 import jwt
@@ -29,6 +30,7 @@ ID_JAG_TYP = "oauth-id-jag+jwt"
 # needs); never `none`, never HS*.
 ALGORITHMS = {"RS256": "RSA", "PS256": "RSA", "ES256": "EC"}
 CLOCK_SKEW = 60  # seconds allowed for `iat` and `nbf` (RFC 7523 §3 items 5-6)
+REPLAY_CACHE_ROUND_TRIP = 0.05  # seconds; only the `ras-jti-race` defect waits for it
 
 
 def _is_numeric_date(value: Any) -> TypeGuard[int | float]:
@@ -167,12 +169,17 @@ def _scope(ctx: Context, claims: dict[str, Any], form: Params) -> list[str]:
     return granted
 
 
-def _redeem_once(ctx: Context, claims: dict[str, Any]) -> None:
+async def _redeem_once(ctx: Context, claims: dict[str, Any]) -> None:
     """RFC 7523 §3 item 7: an assertion's `jti` is redeemed once; it is remembered until the
-    assertion expires. Callers must not await between this check and issuing the token."""
+    assertion expires. The check and the record are one step (no await between them, nor
+    between them and issuing the token), so concurrent redemptions cannot both pass."""
     iss, jti, exp = str(claims.get("iss")), claims["jti"], claims.get("exp")
     if ctx.store.assertion_seen(iss, jti) and not ctx.defect("ras-jti-replay-accepted"):
         raise _invalid("the assertion was already redeemed")
+    if ctx.defect("ras-jti-race"):
+        # The check-then-act bug: a round trip to a shared replay cache between the check
+        # and the record lets every concurrent redemption through.
+        await asyncio.sleep(REPLAY_CACHE_ROUND_TRIP)
     # Without a usable exp (only under `ras-expiry-unchecked`) remember it for an hour.
     ctx.store.remember_assertion(iss, jti, int(exp) if _is_numeric_date(exp) else now() + 3600)
 
@@ -192,7 +199,7 @@ async def jwt_bearer_grant(ctx: Context, client: Client, form: Params) -> Issued
     _check_identity(claims)
     resource = _resource(ctx, claims)
     scope = _scope(ctx, claims, form)
-    _redeem_once(ctx, claims)
+    await _redeem_once(ctx, claims)
     auth_time = claims.get("auth_time")
     grant = ctx.store.new_grant(
         client_id=client.client_id,

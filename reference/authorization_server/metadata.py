@@ -7,6 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from reference.authorization_server import dpop
 from reference.authorization_server.client_auth import SUPPORTED_AUTH_METHODS
 from reference.authorization_server.context import Context, context
 from reference.authorization_server.jwt_bearer import GRANT_TYPE as JWT_BEARER
@@ -53,9 +54,13 @@ def build_metadata(ctx: Context) -> dict[str, Any]:
         # ID-JAG §7.2: the profile this AS processes as a resource AS (and no trusted-issuer
         # list, §8.4).
         "authorization_grant_profiles_supported": [ID_JAG_PROFILE],
+        # RFC 9449 §5.1: DPoP proofs are accepted at the token endpoint with these algorithms.
+        "dpop_signing_alg_values_supported": dpop.signing_algorithms(ctx),
     }
     if ctx.defect("ras-profile-not-advertised"):
         del doc["authorization_grant_profiles_supported"]
+    if ctx.defect("as-dpop-unsupported"):
+        del doc["dpop_signing_alg_values_supported"]
     if ctx.defect("as-metadata-registration-hidden"):
         del doc["registration_endpoint"]
     if ctx.defect("as-metadata-iss-flag-missing"):

@@ -119,6 +119,17 @@ def _auth_method(ctx: Context, body: dict[str, Any]) -> str:
     return method
 
 
+def _dpop_metadata(body: dict[str, Any]) -> dict[str, Any]:
+    """RFC 9449 §5.2 `dpop_bound_access_tokens`: a boolean (default false), recorded and
+    echoed; when true, the token endpoint refuses this client's requests without a proof."""
+    if "dpop_bound_access_tokens" not in body:
+        return {}
+    value = body["dpop_bound_access_tokens"]
+    if not isinstance(value, bool):
+        raise OAuthError("invalid_client_metadata", "dpop_bound_access_tokens must be a boolean")
+    return {"dpop_bound_access_tokens": value}
+
+
 def register_client(ctx: Context, body: Any) -> Client:
     """Validate client metadata (RFC 7591 §2, §3.2.2) and record the client."""
     if not isinstance(body, dict):
@@ -127,7 +138,7 @@ def register_client(ctx: Context, body: Any) -> Client:
     grant_types = _grant_types(ctx, body)
     response_types = _response_types(body)
     method = _auth_method(ctx, body)
-    extra = {k: body[k] for k in ECHOED_FIELDS if k in body}
+    extra = {k: body[k] for k in ECHOED_FIELDS if k in body} | _dpop_metadata(body)
     client = Client(
         client_id=random_token(16),
         redirect_uris=redirect_uris,

@@ -2,7 +2,7 @@
 
 Everything lives in plain dicts. The server runs on one asyncio event loop and no handler awaits
 between reading and updating a record, so check-then-mark sequences (code redemption, refresh
-token rotation) are atomic without locks.
+token rotation) are atomic without locks (the `rt-race-double-redeem` defect breaks exactly that).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from reference.dpop import JtiCache, NonceSource
 
 
 def now() -> int:
@@ -57,6 +59,7 @@ class ValidatedRequest:
     code_challenge_method: str | None
     resource: str | None
     scope: list[str]
+    dpop_jkt: str | None = None  # RFC 9449 §10: the DPoP key the code is bound to
 
 
 @dataclass
@@ -86,6 +89,7 @@ class AuthorizationCode:
     expires_at: int
     used: bool = False
     grant_ids: list[str] = field(default_factory=list)
+    dpop_jkt: str | None = None  # RFC 9449 §10: redeemable only with a proof of this key
 
 
 @dataclass
@@ -103,13 +107,30 @@ class Grant:
 
 @dataclass
 class RefreshToken:
-    """A refresh token; `active` turns false when it is rotated (OAuth 2.1 §4.3.1)."""
+    """A refresh token; `active` turns false when it is rotated (OAuth 2.1 §4.3.1).
+
+    `expires_at` is a precise timestamp (seconds, fractional) so that test lifetimes of a
+    second or two hold exactly; None means the token never expires.
+    """
 
     token: str
     grant_id: str
     client_id: str
     active: bool = True
     issued_at: int = field(default_factory=now)
+    expires_at: float | None = None
+    jkt: str | None = None  # RFC 9449 §5: the DPoP key a public client's token is bound to
+
+    def expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= time.time()
+
+
+@dataclass(frozen=True)
+class TokenLifetimes:
+    """Per-client lifetimes set through the `/_test/lifetimes` hook (None: the default)."""
+
+    access_token: int | None = None
+    refresh_token: float | None = None
 
 
 @dataclass
@@ -139,6 +160,11 @@ class Store:
         self.access_tokens: dict[str, AccessTokenRecord] = {}
         # jwt-bearer assertions already redeemed: (iss, jti) -> exp (RFC 7523 §3 item 7).
         self.seen_assertions: dict[tuple[str, str], int] = {}
+        # Test-only lifetime overrides by client_id (the `/_test/lifetimes` hook).
+        self.lifetimes: dict[str, TokenLifetimes] = {}
+        # RFC 9449 §11.1 and §8: DPoP proofs already seen at the token endpoint, and nonces.
+        self.dpop_jtis = JtiCache()
+        self.dpop_nonces = NonceSource()
 
     def new_grant(
         self, *, client_id: str, user: str, scope: list[str], resource: str, auth_time: int
@@ -147,8 +173,10 @@ class Store:
         self.grants[grant.id] = grant
         return grant
 
-    def new_refresh_token(self, grant: Grant) -> RefreshToken:
-        rt = RefreshToken(random_token(32), grant.id, grant.client_id)
+    def new_refresh_token(self, grant: Grant, lifetime: float | None = None) -> RefreshToken:
+        """A refresh token of `grant` that expires after `lifetime` seconds (None: never)."""
+        expires_at = None if lifetime is None else time.time() + lifetime
+        rt = RefreshToken(random_token(32), grant.id, grant.client_id, expires_at=expires_at)
         self.refresh_tokens[rt.token] = rt
         return rt
 
@@ -181,7 +209,7 @@ class Store:
 
     def active_refresh_token(self, token: str) -> RefreshToken | None:
         rt = self.refresh_tokens.get(token)
-        if rt is None or not rt.active or not self.grant_active(rt.grant_id):
+        if rt is None or not rt.active or rt.expired() or not self.grant_active(rt.grant_id):
             return None
         return rt
 

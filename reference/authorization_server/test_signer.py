@@ -30,17 +30,24 @@ def _header(requested: dict[str, Any], kid: str) -> dict[str, Any]:
     return header
 
 
-async def sign_endpoint(request: Request) -> Response:
-    """Sign `claims` with the AS key (RS256); `header` may override kid/typ."""
-    ctx = context(request)
+async def loopback_json(request: Request) -> dict[str, Any] | Response:
+    """The JSON object a test hook was sent ({} for another JSON value), or the error response:
+    403 for a caller that is not on loopback, 400 for a body that is not JSON."""
     if request.client is None or request.client.host not in LOOPBACK_CLIENTS:
         return JSONResponse({"error": "forbidden"}, status_code=403)
     try:
         body = json.loads(await request.body())
     except (ValueError, UnicodeDecodeError):
         return JSONResponse({"error": "the body is not JSON"}, status_code=400)
-    if not isinstance(body, dict):
-        body = {}
+    return body if isinstance(body, dict) else {}
+
+
+async def sign_endpoint(request: Request) -> Response:
+    """Sign `claims` with the AS key (RS256); `header` may override kid/typ."""
+    ctx = context(request)
+    body = await loopback_json(request)
+    if isinstance(body, Response):
+        return body
     claims, header = body.get("claims"), body.get("header") or {}
     if not isinstance(claims, dict) or not isinstance(header, dict):
         return JSONResponse(

@@ -7,13 +7,16 @@ the RFC 7523 jwt-bearer grant for ID-JAGs (`jwt_bearer`).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from reference.authorization_server import dpop
 from reference.authorization_server.client_auth import (
     PresentedCredentials,
     identify_client,
@@ -52,6 +55,8 @@ CONFIDENTIAL_GRANTS = (TOKEN_EXCHANGE, JWT_BEARER)
 FIRST_HOP_GRANTS = ("authorization_code", "refresh_token", "password")
 # Grants OAuth 2.1 removed (§10) or this AS does not offer: refused with a proper error.
 REFUSED_GRANTS = ("password", "client_credentials", "implicit")
+# `rt-race-double-redeem`: seconds of simulated store latency inside the refresh grant.
+RACE_WINDOW = 0.05
 # The mock IdP's test users, for the `token-password-grant-enabled` defect only.
 PASSWORD_USERS = {"alice": "alice-password", "bob": "bob-password"}
 
@@ -190,25 +195,63 @@ async def authorization_code_grant(ctx: Context, client: Client, form: Params) -
     )
 
 
+def _refresh_scope(ctx: Context, form: Params, grant: Grant) -> list[str]:
+    """OAuth 2.1 §4.3.1: an omitted scope is the grant's; a wider one is `invalid_scope`
+    (under `rt-scope-widening`, whatever is asked is granted)."""
+    if ctx.defect("rt-scope-widening"):
+        return split_scope(form.get("scope")) or list(grant.scope)
+    return requested_scope(ctx, form, grant.scope)
+
+
+def _refresh_target(ctx: Context, form: Params, grant: Grant) -> Grant:
+    """OAuth 2.1 §3.2.3, RFC 8707 §2.2: tokens only for the grant's resource (under
+    `rt-resource-not-bound`, a requested resource becomes the new token's audience)."""
+    values = form.all("resource")
+    if ctx.defect("rt-resource-not-bound") and len(values) == 1:
+        return replace(grant, resource=values[0])
+    check_resource(ctx, form, grant.resource)
+    return grant
+
+
 async def refresh_token_grant(ctx: Context, client: Client, form: Params) -> IssuedTokens:
-    """OAuth 2.1 §4.3.1: rotation, client binding, no widening of scope or resource."""
+    """OAuth 2.1 §4.3.1: the token is bound to its client, its grant still active, the token
+    itself valid (unexpired, not yet rotated); scope and resource stay within the grant.
+    Public and confidential clients alike get a new refresh token on every use, and the
+    replay of a rotated one revokes the whole family (RFC 9700 §4.14.2)."""
     value = form.get("refresh_token")
     if value is None:
         raise OAuthError("invalid_request", "refresh_token is required")
+    if form.all("resource") and ctx.defect("rt-resource-param-refused"):
+        raise OAuthError("invalid_target", "resource is not supported when refreshing")
     rt = ctx.store.refresh_tokens.get(value)
-    if rt is None or rt.client_id != client.client_id:
+    bound = rt is not None and (
+        rt.client_id == client.client_id or ctx.defect("rt-not-bound-to-client")
+    )
+    if rt is None or not bound:
         raise OAuthError("invalid_grant", "unknown refresh token")
+    dpop.require_refresh_key(ctx, rt)
     grant: Grant = ctx.store.grants[rt.grant_id]
     if grant.revoked:
         raise OAuthError("invalid_grant", "the grant was revoked")
-    if not rt.active:
-        # RFC 9700 §4.14.2: replay of a rotated refresh token revokes the whole family.
-        ctx.store.revoke_grant(grant.id)
-        raise OAuthError("invalid_grant", "refresh token already used; the grant is revoked")
-    check_resource(ctx, form, grant.resource)
-    scope = requested_scope(ctx, form, grant.scope)
-    rt.active = False
-    return issue_for_grant(ctx, grant, scope=scope, with_refresh_token=True)
+    if rt.expired():
+        raise OAuthError("invalid_grant", "the refresh token has expired")
+    active = rt.active
+    if ctx.defect("rt-race-double-redeem"):
+        # The defect: a store round trip between reading the token's state and marking it
+        # used, so concurrent redemptions all see it unused.
+        await asyncio.sleep(RACE_WINDOW)
+    if not active:
+        if not ctx.defect("rt-reuse-keeps-family"):
+            ctx.store.revoke_grant(grant.id)
+        raise OAuthError("invalid_grant", "refresh token already used")
+    scope = _refresh_scope(ctx, form, grant)
+    target = _refresh_target(ctx, form, grant)
+    if ctx.defect("rt-not-rotated"):
+        issued = issue_for_grant(ctx, target, scope=scope, with_refresh_token=False)
+        return replace(issued, refresh_token=rt.token)
+    if not ctx.defect("rt-old-still-valid"):
+        rt.active = False
+    return issue_for_grant(ctx, target, scope=scope, with_refresh_token=True)
 
 
 async def password_grant(ctx: Context, client: Client, form: Params) -> IssuedTokens:
@@ -277,7 +320,7 @@ def token_response(ctx: Context, issued: IssuedTokens, grant_type: str) -> JSONR
     body: dict[str, Any] = {"access_token": issued.access_token}
     if issued.issued_token_type is not None:
         body["issued_token_type"] = issued.issued_token_type
-    body["token_type"] = "Bearer"
+    body["token_type"] = issued.token_type
     body["expires_in"] = issued.expires_in
     if issued.refresh_token is not None:
         body["refresh_token"] = issued.refresh_token
@@ -303,8 +346,11 @@ async def issue(ctx: Context, request: Request) -> tuple[str, IssuedTokens]:
     client = authenticated or identify_client(
         ctx,
         creds,
-        allow_unauthenticated=grant_type == "authorization_code"
-        and ctx.defect("token-confidential-client-unauthenticated"),
+        allow_unauthenticated=(
+            grant_type == "authorization_code"
+            and ctx.defect("token-confidential-client-unauthenticated")
+        )
+        or (grant_type == "refresh_token" and ctx.defect("rt-confidential-client-unauthenticated")),
     )
     if grant_type in CONFIDENTIAL_GRANTS and authenticated is None:
         raise OAuthError("invalid_client", f"{grant_type} requires client authentication", 401)
@@ -312,7 +358,10 @@ async def issue(ctx: Context, request: Request) -> tuple[str, IssuedTokens]:
         return grant_type, await password_grant(ctx, client, form)
     if grant_type not in client.grant_types:
         raise OAuthError("unauthorized_client", f"the client may not use {grant_type}")
-    return grant_type, await GRANTS[grant_type](ctx, client, form)
+    # RFC 9449 §5: the proof is judged before the grant, so a refused proof consumes nothing.
+    jkt = await dpop.proof_key(ctx, request, client, form)
+    with dpop.bound_to(jkt):
+        return grant_type, await GRANTS[grant_type](ctx, client, form)
 
 
 async def token_endpoint(request: Request) -> Response:
@@ -321,7 +370,7 @@ async def token_endpoint(request: Request) -> Response:
     try:
         grant_type, issued = await issue(ctx, request)
     except OAuthError as err:
-        return oauth_error_response(err, realm=ctx.issuer)
+        return dpop.with_nonce(ctx, request, oauth_error_response(err, realm=ctx.issuer))
     except InternalServerError:
         return plain_server_error()
-    return token_response(ctx, issued, grant_type)
+    return dpop.with_nonce(ctx, request, token_response(ctx, issued, grant_type))

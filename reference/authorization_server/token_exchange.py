@@ -14,6 +14,7 @@ from typing import Any
 
 import jwt
 
+from reference.authorization_server import dpop
 from reference.authorization_server.context import Context
 from reference.authorization_server.errors import OAuthError
 from reference.authorization_server.params import Params, split_scope
@@ -268,14 +269,23 @@ def mint_exchanged_token(
 
 async def token_exchange_grant(ctx: Context, client: Client, form: Params) -> IssuedTokens:
     """RFC 8693 §2.1 request, §2.2.1 response: no refresh token; `issued_token_type` names
-    what was issued (the requested type when given, else an access token)."""
+    what was issued (the requested type when given, else an access token). With a DPoP proof
+    the issued token is bound to its key, as for every grant (RFC 9449 §5)."""
     request = parse_request(ctx, form)
     subject = subject_claims(ctx, client, request.subject_token)
     act = actor(ctx, client, request.actor_token)
-    token, lifetime = mint_exchanged_token(ctx, client, request, subject, act)
+    jkt = None if ctx.defect("as-dpop-exchange-unbound") else dpop.bound_key()
+    with dpop.bound_to(jkt):
+        token, lifetime = mint_exchanged_token(ctx, client, request, subject, act)
     issued_type = (
         None
         if ctx.defect("tx-response-missing-issued-token-type")
         else request.requested_token_type
     )
-    return IssuedTokens(token, lifetime, request.scope, issued_token_type=issued_type)
+    return IssuedTokens(
+        token,
+        lifetime,
+        request.scope,
+        issued_token_type=issued_type,
+        token_type=dpop.token_type(ctx, jkt),
+    )

@@ -7,11 +7,13 @@ from typing import Any
 
 import jwt
 
+from reference.authorization_server import dpop
 from reference.authorization_server.context import Context
 from reference.authorization_server.keys import ALGORITHM
 from reference.authorization_server.store import AccessTokenRecord, Grant, now, random_token
 
 LONG_LIFETIME = 86400  # the `at-long-lived` defect: a day
+REFRESH_TOKEN_LIFETIME = 86400  # OAuth 2.1 §4.3.3: refresh tokens expire (here after a day)
 
 
 @dataclass
@@ -22,13 +24,29 @@ class IssuedTokens:
     refresh_token: str | None = None
     issued_token_type: str | None = None  # RFC 8693 §2.2.1, token exchange responses only
     resource: str | None = None  # ID-JAG §4.4.1: the granted resource, stated in the response
+    token_type: str = "Bearer"  # RFC 9449 §5: `DPoP` when the access token is bound to a key
 
 
-def access_token_lifetime(ctx: Context) -> int:
-    """Seconds an access token lives (MCP-1125 §11.2: short-lived)."""
+def access_token_lifetime(ctx: Context, client_id: str | None = None) -> int:
+    """Seconds an access token lives (MCP-1125 §11.2: short-lived); a test-hook override for
+    the client wins."""
+    override = ctx.store.lifetimes.get(client_id or "")
+    if override is not None and override.access_token is not None:
+        return override.access_token
     if ctx.defect("at-long-lived"):
         return LONG_LIFETIME
     return ctx.settings.access_token_lifetime
+
+
+def refresh_token_lifetime(ctx: Context, client_id: str) -> float | None:
+    """Seconds a refresh token of `client_id` lives; None (never expires) under
+    `rt-never-expires`."""
+    if ctx.defect("rt-never-expires"):
+        return None
+    override = ctx.store.lifetimes.get(client_id)
+    if override is not None and override.refresh_token is not None:
+        return override.refresh_token
+    return REFRESH_TOKEN_LIFETIME
 
 
 def sign_access_token(
@@ -36,7 +54,9 @@ def sign_access_token(
 ) -> str:
     """Sign a JWT access token with the AS key and remember it by `jti` for introspection and
     revocation. `claims` must hold jti, sub, scope (a string), aud, iat and exp; `client_id`
-    is the client the token was issued to, whether or not the claims name it."""
+    is the client the token was issued to, whether or not the claims name it. Inside a DPoP
+    token request the token is bound to the proof key (RFC 9449 §6.1 `cnf.jkt`)."""
+    claims = dpop.confirm(claims)
     token = jwt.encode(
         claims, ctx.key.private_key, algorithm=ALGORITHM, headers={"kid": ctx.key.kid, "typ": typ}
     )
@@ -70,7 +90,7 @@ def mint_access_token(
     Returns the token and its lifetime in seconds.
     """
     iat = now()
-    lifetime = access_token_lifetime(ctx)
+    lifetime = access_token_lifetime(ctx, client_id)
     # The defect: one fixed audience (the MCP server) whatever resource was requested.
     aud = ctx.settings.mcp_url if ctx.defect("token-audience-ignores-resource") else resource
     claims: dict[str, Any] = {
@@ -104,8 +124,12 @@ def issue_for_grant(
         auth_time=grant.auth_time,
         grant_id=grant.id,
     )
-    rt = ctx.store.new_refresh_token(grant).token if with_refresh_token else None
-    return IssuedTokens(token, lifetime, scope, rt)
+    rt = None
+    if with_refresh_token:
+        rt = ctx.store.new_refresh_token(grant, refresh_token_lifetime(ctx, grant.client_id)).token
+        dpop.bind_refresh_token(ctx, rt)
+    token_type = dpop.token_type(ctx, dpop.bound_key())
+    return IssuedTokens(token, lifetime, scope, rt, token_type=token_type)
 
 
 def decode_own_access_token(
