@@ -5,7 +5,9 @@ Every request to the MCP endpoint authenticates on its own (MCP 2025-11-25 autho
 from the `Authorization` header (OAuth 2.1 §5.1, RFC 6750 §2.1), the scheme is matched
 case-insensitively (RFC 9110 §11.1), failures get RFC 6750 §3 challenges with RFC 9728 §5.1
 `resource_metadata`, and `tools/call` of a tool needing more scope gets 403
-`insufficient_scope` (MCP 2025-11-25 §"Scope Challenge Handling").
+`insufficient_scope` (MCP 2025-11-25 §"Scope Challenge Handling"). DPoP-bound tokens are
+taken with the `DPoP` scheme and a proof (RFC 9449 §7, `dpop_auth.py`), and every challenge
+is offered in a `DPoP` variant with `algs` beside the Bearer one (RFC 9449 §7.1).
 
 The middleware also attaches `connectors.RequestFlags` to each request it lets through, so a
 connector tool can ask for the whole HTTP response to be replaced (a defect switch), and,
@@ -18,19 +20,28 @@ import json
 import traceback
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs
 
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken as SdkAccessToken
 from starlette.authentication import AuthCredentials
-from starlette.datastructures import Headers
+from starlette.datastructures import URL, Headers
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reference.mcp_server.challenges import Challenge, challenge_response
 from reference.mcp_server.connectors import REQUEST_FLAGS, Connectors, RequestFlags
-from reference.mcp_server.metadata import metadata_url
+from reference.mcp_server.dpop_auth import (
+    ALGS_PARAM,
+    BEARER,
+    Credentials,
+    DPoPGuard,
+    Refusal,
+    parse_authorization,
+)
+from reference.mcp_server.metadata import OFFLINE_ACCESS, metadata_url
 from reference.mcp_server.token_validation import (
     AccessToken,
     MalformedTokenError,
@@ -181,6 +192,7 @@ class BearerAuthMiddleware:
         self.tool_scopes = tool_scopes
         self.connectors = connectors
         self.resource_metadata = metadata_url(settings)
+        self.dpop = DPoPGuard(settings)
         # Only filled under the `rs-session-authenticates` defect.
         self._sessions: OrderedDict[str, AuthenticatedUser | None] = OrderedDict()
 
@@ -197,11 +209,12 @@ class BearerAuthMiddleware:
 
     async def _guard(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)
-        token = self._presented_token(scope, headers)
-        if token is None:
+        credentials = self._presented_credentials(scope, headers)
+        if credentials is None:
             await self._serve_without_token(scope, receive, send, headers)
             return
-        access_token = await self._validate(token)
+        access_token = await self._validate(credentials.token)
+        await self._check_possession(scope, headers, credentials, access_token)
         body = await read_body(receive) if scope["method"] == "POST" else b""
         self._check_scopes(access_token, body)
         self._check_outage(body)
@@ -214,8 +227,8 @@ class BearerAuthMiddleware:
         inner_send = self._remembering_send(transport_failure_send(send, flags), user)
         await self.app(scope, inner_receive, inner_send)
 
-    def _presented_token(self, scope: Scope, headers: Headers) -> str | None:
-        """The bearer token of the request, `None` when there is none (OAuth 2.1 §5.1)."""
+    def _presented_credentials(self, scope: Scope, headers: Headers) -> Credentials | None:
+        """The access token of the request, `None` when there is none (OAuth 2.1 §5.1)."""
         authorizations = headers.getlist("authorization")
         query_tokens = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(
             "access_token", []
@@ -224,20 +237,36 @@ class BearerAuthMiddleware:
             # OAuth 2.1 §5.1 / RFC 6750 §2: a client MUST NOT use more than one method.
             raise Reject(self._error(400, "invalid_request", "more than one access token"))
         if authorizations:
-            return self._bearer_credential(authorizations[0])
+            return self._credentials(authorizations[0])
         if query_tokens and self.settings.defect("rs-accepts-query-token"):
-            return query_tokens[0]
+            return Credentials(BEARER, query_tokens[0])
         # OAuth 2.1 §5.1.1: URI query tokens are not accepted; treated as no token at all.
         return None
 
-    def _bearer_credential(self, header_value: str) -> str | None:
-        """RFC 6750 §2.1 credentials; the scheme is case-insensitive (RFC 9110 §11.1)."""
-        scheme, _, credential = header_value.strip().partition(" ")
-        if scheme.lower() != "bearer":
-            return None  # another scheme: as if no bearer token were presented
-        if scheme != "Bearer" and self.settings.defect("rs-scheme-case-sensitive"):
+    def _credentials(self, header_value: str) -> Credentials | None:
+        """RFC 6750 §2.1 or RFC 9449 §7.1 credentials; the scheme is case-insensitive
+        (RFC 9110 §11.1). Another scheme counts as no token at all."""
+        credentials = parse_authorization(header_value)
+        scheme = header_value.strip().partition(" ")[0]
+        if (
+            credentials is not None
+            and credentials.scheme == BEARER
+            and scheme != "Bearer"
+            and self.settings.defect("rs-scheme-case-sensitive")
+        ):
             raise Reject(self._invalid_token("unsupported authorization scheme"))
-        return credential.strip()
+        return credentials
+
+    async def _check_possession(
+        self, scope: Scope, headers: Headers, credentials: Credentials, token: AccessToken
+    ) -> None:
+        """RFC 9449 §7.1/§7.2: the scheme fits the token and any proof is valid for this
+        request (`htu` is the URL the client called, without query and fragment)."""
+        url = str(URL(scope=scope).replace(query="", fragment=""))
+        try:
+            await self.dpop.check(credentials, token, headers.getlist("dpop"), scope["method"], url)
+        except Refusal as refusal:
+            raise Reject(self._dpop_refusal(refusal)) from refusal
 
     async def _serve_without_token(
         self, scope: Scope, receive: Receive, send: Send, headers: Headers
@@ -328,20 +357,43 @@ class BearerAuthMiddleware:
             return None
         return self.resource_metadata
 
+    def _dpop_variant(self, challenge: Challenge) -> Challenge:
+        """The DPoP challenge beside a Bearer one: the same parameters plus `algs`
+        (RFC 9449 §7.1: SHOULD)."""
+        if self.settings.defect("rs-dpop-challenge-without-algs"):
+            return challenge
+        return replace(challenge, algs=ALGS_PARAM)
+
     def _missing_token(self) -> Response:
-        """401 for a request with no token: `Bearer resource_metadata=..., scope=...`."""
+        """401 for a request with no token: `Bearer resource_metadata=..., scope=...` and
+        `DPoP algs=..., ...`, without error codes (RFC 6750 §3.1, RFC 9449 §7.1)."""
         description = "an access token is required"
         if self.settings.defect("rs-401-without-challenge"):
             return challenge_response(401, None, description)
-        scope: str | None = " ".join(BASE_SCOPES)
+        scopes = BASE_SCOPES
+        if self.settings.defect("prm-lists-offline-access"):
+            scopes = (*scopes, OFFLINE_ACCESS)
+        scope: str | None = " ".join(scopes)
         if self.settings.defect("rs-challenge-without-scope"):
             scope = None
         challenge = Challenge(scope=scope, resource_metadata=self._metadata_param())
-        return challenge_response(401, challenge, description)
+        return challenge_response(401, challenge, description, self._dpop_variant(challenge))
 
     def _invalid_token(self, description: str) -> Response:
         """RFC 6750 §3.1 `invalid_token`: 401."""
         return self._error(401, "invalid_token", description)
+
+    def _dpop_refusal(self, refusal: Refusal) -> Response:
+        """RFC 9449 §7.1: 401; a proof failure names its error in the DPoP challenge only."""
+        if refusal.error == "invalid_token":
+            return self._invalid_token(refusal.description)
+        bearer = Challenge(resource_metadata=self._metadata_param())
+        dpop = Challenge(
+            error=refusal.error,
+            error_description=refusal.description,
+            resource_metadata=self._metadata_param(),
+        )
+        return challenge_response(401, bearer, refusal.description, self._dpop_variant(dpop))
 
     def _error(self, status: int, error: str, description: str) -> Response:
         challenge = Challenge(
@@ -349,7 +401,8 @@ class BearerAuthMiddleware:
             error_description=description,
             resource_metadata=self._metadata_param() if status == 401 else self.resource_metadata,
         )
-        return challenge_response(status, challenge, description)
+        dpop = self._dpop_variant(challenge) if status == 401 else None
+        return challenge_response(status, challenge, description, dpop)
 
     def _insufficient_scope(self, needed: tuple[str, ...], missing: list[str]) -> Response:
         """RFC 6750 §3.1 `insufficient_scope`: 403 naming every scope the operation needs."""
@@ -360,4 +413,4 @@ class BearerAuthMiddleware:
             scope=" ".join(needed),
             resource_metadata=self.resource_metadata,
         )
-        return challenge_response(403, challenge, description)
+        return challenge_response(403, challenge, description, self._dpop_variant(challenge))

@@ -4,7 +4,11 @@ RFC 9728 §2 (members), §3 and §3.1 (the well-known URL is built by inserting
 `/.well-known/oauth-protected-resource` between the host and the path of the resource id),
 §3.2 (200, `application/json`, members without values omitted), §3.3 (`resource` equals the
 identifier the URL was built from). MCP 2025-11-25 authorization §"Authorization Server
-Location" requires `authorization_servers`.
+Location" requires `authorization_servers`. RFC 9728 §2 `dpop_signing_alg_values_supported`
+lists the DPoP proof algorithms the server accepts (asymmetric only, RFC 9449 §11.6); it
+still takes Bearer for unbound tokens, so `dpop_bound_access_tokens_required` is false. MCP
+2026-07-28 §"Refresh Tokens" (SEP-2207): `offline_access` is not a resource scope and is not
+listed.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from reference.dpop import ALGORITHMS
 from reference.settings import SCOPES_SUPPORTED, ReferenceSettings
 
 WELL_KNOWN_SUFFIX = "/.well-known/oauth-protected-resource"
@@ -24,6 +29,8 @@ UNRESOLVABLE_AS = "http://127.0.0.1:9/nowhere"
 """A loopback issuer on the discard port, where nothing serves AS metadata."""
 
 RESOURCE_NAME = "Reference MCP server"
+OFFLINE_ACCESS = "offline_access"
+"""The scope that asks the AS for a refresh token: an AS matter, never a resource scope."""
 
 
 def origin_of(url: str) -> str:
@@ -76,7 +83,12 @@ def metadata_document(settings: ReferenceSettings) -> dict[str, Any]:
         document["authorization_servers"] = servers
     if not settings.defect("prm-no-scopes-supported"):
         document["scopes_supported"] = list(SCOPES_SUPPORTED)
+        if settings.defect("prm-lists-offline-access"):
+            document["scopes_supported"].append(OFFLINE_ACCESS)
     document["bearer_methods_supported"] = ["header"]
+    if not settings.defect("prm-no-dpop-algs"):
+        document["dpop_signing_alg_values_supported"] = list(ALGORITHMS)
+    document["dpop_bound_access_tokens_required"] = False
     document["resource_name"] = RESOURCE_NAME
     if settings.defect("prm-wrong-content-type"):
         document["resource_documentation"] = None

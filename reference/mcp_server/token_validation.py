@@ -52,6 +52,13 @@ class AccessToken:
     expires_at: int | None
     claims: Mapping[str, Any] = field(repr=False)
 
+    @property
+    def jkt(self) -> str | None:
+        """RFC 9449 §6.1: the JWK thumbprint the token is bound to (`cnf.jkt`), if any."""
+        cnf = self.claims.get("cnf")
+        jkt = cnf.get("jkt") if isinstance(cnf, Mapping) else None
+        return jkt if isinstance(jkt, str) and jkt else None
+
 
 def parse_scopes(value: Any) -> frozenset[str]:
     """The `scope` claim (RFC 9068 §2.2.3, space-delimited per RFC 6749 §3.3) as a set."""

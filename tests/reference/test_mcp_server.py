@@ -202,8 +202,8 @@ def open_session(http: httpx.Client, url: str, token: str) -> str:
 
 
 def challenge_params(response: httpx.Response) -> dict[str, str]:
-    """A deliberately simple parser for the challenges this server emits."""
-    header = response.headers["www-authenticate"]
+    """A deliberately simple parser for the challenges this server emits (Bearer first)."""
+    header = response.headers.get_list("www-authenticate")[0]
     scheme, _, rest = header.partition(" ")
     assert scheme == "Bearer"
     params: dict[str, str] = {}
@@ -235,6 +235,8 @@ def test_protected_resource_metadata(client: httpx.Client, mcp: McpServer, fake_
         "scopes_supported": [BASIC_SCOPE, PRIVILEGED_SCOPE],
         "bearer_methods_supported": ["header"],
         "resource_name": "Reference MCP server",
+        "dpop_signing_alg_values_supported": ["ES256", "RS256", "PS256"],
+        "dpop_bound_access_tokens_required": False,
     }
     assert client.get(f"{mcp.server.url}/.well-known/oauth-protected-resource").status_code == 404
 
@@ -242,7 +244,7 @@ def test_protected_resource_metadata(client: httpx.Client, mcp: McpServer, fake_
 def test_missing_token_challenge(client: httpx.Client, mcp: McpServer) -> None:
     response = post(client, mcp.url, INITIALIZE)
     assert response.status_code == 401
-    assert response.headers["www-authenticate"] == (
+    assert response.headers.get_list("www-authenticate")[0] == (
         f'Bearer scope="{BASIC_SCOPE}", resource_metadata="{mcp.prm_url}"'
     )
     assert "result" not in response.json()
@@ -428,7 +430,7 @@ def test_challenge_defects(client: httpx.Client, mcp_factory: Callable[..., McpS
     assert response.status_code == 401 and "www-authenticate" not in response.headers
 
     thin = mcp_factory("rs-challenge-without-resource-metadata", "rs-challenge-without-scope")
-    assert post(client, thin.url, INITIALIZE).headers["www-authenticate"] == "Bearer"
+    assert post(client, thin.url, INITIALIZE).headers.get_list("www-authenticate")[0] == "Bearer"
 
     open_door = mcp_factory("rs-accepts-missing-token")
     assert post(client, open_door.url, INITIALIZE).status_code == 200
