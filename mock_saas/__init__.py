@@ -2,7 +2,9 @@
 
 They are witnesses: every API and token request is recorded (`GET /_records`) so the suite
 can prove what the MCP server sent. Each service also runs its own authorization server
-that redeems ID-JAGs with the jwt-bearer grant. See `mock_saas.app.create_app`.
+that redeems ID-JAGs with the jwt-bearer grant, can require DPoP (`mock_saas.dpop`), and can
+be made to fail, refuse or expire tokens on demand (`POST /_faults`, `mock_saas.faults`).
+See `mock_saas.app.create_app`.
 """
 
 from mock_saas.app import create_app

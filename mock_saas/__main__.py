@@ -1,6 +1,6 @@
 """Standalone mode: `python -m mock_saas --service salesforce|workday --host 127.0.0.1 --port N
 [--base-url URL] [--trust-issuer ISSUER[=JWKS_URI] ...] [--idp ISSUER[=JWKS_URI]]
-[--client ID:SECRET ...] [--service-key KEY ...]`.
+[--client ID:SECRET ...] [--service-key KEY ...] [--require-dpop]`.
 
 Prints one line `mock_saas ready: service=<kind> base_url=<URL>` on stdout once it accepts
 connections. Bad arguments: one line on stderr, exit status 2.
@@ -58,6 +58,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="a static integration-user API key that sees every user's data (repeatable)",
     )
     parser.add_argument("--token-lifetime", type=int, default=300, metavar="SECONDS")
+    parser.add_argument(
+        "--require-dpop",
+        action="store_true",
+        help="bind tokens to a DPoP key and accept only DPoP-bound tokens with a proof",
+    )
     parser.add_argument("--allow-non-loopback", action="store_true")
     parser.add_argument("--log-level", default="warning")
     return parser.parse_args(argv)
@@ -91,6 +96,7 @@ def build_settings(args: argparse.Namespace, base_url: str) -> SaasSettings:
             clients=tuple(parse_client(spec) for spec in args.client),
             service_keys=tuple(args.service_key),
             token_lifetime=args.token_lifetime,
+            require_dpop=args.require_dpop,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc

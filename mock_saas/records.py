@@ -3,6 +3,8 @@
 The suite proves what the MCP server sent by reading `GET /_records` (see the contract):
 every request is kept, accepted or not, with the raw credential and its unverified JOSE
 header and claims, so a wrong audience, a passthrough token or a shared key is visible.
+A `DPoP` proof is kept decoded too, with the service's verdict on it (`mock_saas.dpop`),
+and `fault` names the injected fault that decided the answer, if any.
 """
 
 from __future__ import annotations
@@ -60,6 +62,12 @@ def new_record(request: Request, kind: str) -> dict[str, Any]:
         "header": None,
         "claims": None,
         "dpop": request.headers.get("dpop"),
+        "dpop_required": False,
+        "dpop_header": None,
+        "dpop_claims": None,
+        "dpop_verdict": None,
+        "dpop_jti_reused": None,
+        "fault": None,
         "accepted": False,
         "reason": "",
         "status": 0,

@@ -107,6 +107,8 @@ class SaasSettings:
     `clients`: confidential clients of the service's own AS.
     `service_keys`: static "integration user" API keys; whoever holds one sees every
     user's data, which is exactly what a shared admin key does.
+    `require_dpop`: the service's own AS binds its tokens to a DPoP key and the API accepts
+    only DPoP-bound tokens with a valid proof (RFC 9449 §5, §7.1); see `mock_saas.dpop`.
     """
 
     kind: Kind
@@ -116,6 +118,7 @@ class SaasSettings:
     clients: tuple[SaasClient, ...] = ()
     service_keys: tuple[str, ...] = ()
     token_lifetime: int = 300
+    require_dpop: bool = False
 
     def __post_init__(self) -> None:
         service_kind(self.kind)

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 from mock_idp.keys import SigningKey, generate_signing_key, jwks
+from mock_saas.dpop import ProofLog
 from mock_saas.faults import Faults
 from mock_saas.keys import TrustStore
 from mock_saas.records import Records
@@ -27,6 +28,7 @@ class ServiceState:
     signing_key: SigningKey = field(default_factory=generate_signing_key)
     records: Records = field(default_factory=Records)
     faults: Faults = field(default_factory=Faults)
+    proofs: ProofLog = field(default_factory=ProofLog)  # DPoP proof jtis seen lately
     seen_users: dict[str, None] = field(default_factory=dict)  # ordered set of subs
     used_jtis: dict[tuple[str, str], float] = field(default_factory=dict)  # -> expiry
     trust: TrustStore = field(init=False)

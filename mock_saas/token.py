@@ -2,7 +2,9 @@
 
 draft-ietf-oauth-identity-assertion-authz-grant (ID-JAG) section 4.4 ("resource
 authorization server" processing) on top of RFC 7523 section 3; error responses are
-RFC 6749 section 5.2. Every request is recorded, with the assertion it carried.
+RFC 6749 section 5.2. A valid DPoP proof binds the issued token to its key (RFC 9449 §5,
+`cnf.jkt` per §6.1, `token_type` DPoP); with `require_dpop` a proof is required. Every
+request is recorded, with the assertion and the proof it carried.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from mock_idp.token import NO_STORE, TokenError, form_params
+from mock_saas.dpop import ALGORITHMS, ProofCheck, check_proof
 from mock_saas.records import decode_unverified, new_record, note_credential, scopes_of
 from mock_saas.settings import SaasClient, SaasSettings
 from mock_saas.state import ServiceState
@@ -42,6 +45,7 @@ def metadata(settings: SaasSettings) -> dict[str, Any]:
         "authorization_grant_profiles_supported": [ID_JAG_PROFILE],
         "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "scopes_supported": list(settings.all_scopes),
+        "dpop_signing_alg_values_supported": list(ALGORITHMS),  # RFC 9449 §5.1
     }
 
 
@@ -55,7 +59,16 @@ async def token_endpoint(request: Request, state: ServiceState) -> Response:
         assertion_header=None,
         assertion_claims=None,
         issued_jti=None,
+        issued_jkt=None,
     )
+    record["dpop_required"] = state.settings.require_dpop
+    proof = check_proof(
+        request.headers.getlist("dpop"),
+        state.proofs,
+        method="POST",
+        url=state.settings.token_endpoint,
+    )
+    proof.note(record)
     response: Response
     try:
         params = await form_params(request)
@@ -67,7 +80,7 @@ async def token_endpoint(request: Request, state: ServiceState) -> Response:
         record["client_id"] = client.client_id
         if params["grant_type"] != JWT_BEARER:
             raise TokenError("unsupported_grant_type", f"only {JWT_BEARER}")
-        body, claims = await jwt_bearer_grant(state, client, params)
+        body, claims = await jwt_bearer_grant(state, client, params, proof)
     except TokenError as exc:
         record["reason"] = exc.description
         response = exc.response()
@@ -78,6 +91,7 @@ async def token_endpoint(request: Request, state: ServiceState) -> Response:
             user=claims["sub"],
             scopes=body["scope"].split(),
             issued_jti=claims["jti"],
+            issued_jkt=claims.get("cnf", {}).get("jkt"),
         )
         response = JSONResponse(body, headers=NO_STORE)
     record["status"] = response.status_code
@@ -136,8 +150,19 @@ def _basic_credentials(authorization: str) -> tuple[str, str]:
     return unquote_plus(client_id), unquote_plus(secret)
 
 
+def _proof_key(settings: SaasSettings, proof: ProofCheck) -> str | None:
+    """RFC 9449 §5: the key a token is bound to, from a valid proof; an invalid proof, or
+    none where DPoP is required, is `invalid_dpop_proof`."""
+    if proof.proof is None and not settings.require_dpop:
+        return None
+    if not proof.valid:
+        reason = proof.verdict or "a DPoP proof is required"
+        raise TokenError("invalid_dpop_proof", f"DPoP proof refused: {reason}")
+    return proof.jkt
+
+
 async def jwt_bearer_grant(
-    state: ServiceState, client: SaasClient, params: Mapping[str, str]
+    state: ServiceState, client: SaasClient, params: Mapping[str, str], proof: ProofCheck
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Validate an ID-JAG and issue an access token; returns (response body, AT claims)."""
     assertion = params.get("assertion")
@@ -147,6 +172,7 @@ async def jwt_bearer_grant(
     settings = state.settings
     resource = _resource(settings, claims.get("resource"))
     scope = granted_scope(settings, claims, params.get("scope"))
+    jkt = _proof_key(settings, proof)
     # The replay check is last and synchronous, so it cannot race another redemption.
     if not state.use_jti(claims["iss"], claims["jti"], float(claims["exp"])):
         raise TokenError("invalid_grant", "the assertion's jti was already used")
@@ -161,10 +187,14 @@ async def jwt_bearer_grant(
         "exp": now + settings.token_lifetime,
         "jti": secrets.token_urlsafe(16),
     }
+    if jkt is not None:
+        access_claims["cnf"] = {"jkt": jkt}
     state.saw_user(claims["sub"])
+    token = state.signing_key.sign(access_claims, typ="at+jwt")
+    state.faults.know(token)
     body = {
-        "access_token": state.signing_key.sign(access_claims, typ="at+jwt"),
-        "token_type": "Bearer",
+        "access_token": token,
+        "token_type": "Bearer" if jkt is None else "DPoP",
         "expires_in": settings.token_lifetime,
         "scope": access_claims["scope"],
     }

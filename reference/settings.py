@@ -37,6 +37,9 @@ class DownstreamService:
     client_id: str  # the MCP deployment's client at the service's AS (id-jag model)
     client_secret: str
     static_key: str  # an integration-user API key (only the `hop2-static-api-key` defect uses it)
+    # The service requires DPoP (RFC 9449): the connector proves possession of the MCP
+    # server's own key at the service's token endpoint and on every API call.
+    dpop: bool = False
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from conformance.oauth.dpop import DPoPKey
 from conformance.servers import ServerThread, bind_loopback, url_of
 from mock_idp.keys import SigningKey, generate_signing_key, jwks
 from mock_saas import (
@@ -39,7 +40,7 @@ from mock_saas import (
     service_kind,
     token_endpoint_of,
 )
-from mock_saas.__main__ import main
+from mock_saas.__main__ import build_settings, main, parse_args
 from tests.conftest import REPO_ROOT, standalone
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -133,6 +134,14 @@ def workday(idp: Issuer) -> Iterator[Service]:
 
 
 @pytest.fixture(scope="module")
+def workday_dpop(idp: Issuer) -> Iterator[Service]:
+    """Workday requiring DPoP (RFC 9449): its AS binds tokens, its API wants proofs."""
+    yield from _serve_service(
+        "workday", idp=TrustedIssuer(idp.url), clients=(SaasClient(*CLIENT),), require_dpop=True
+    )
+
+
+@pytest.fixture(scope="module")
 def http() -> Iterator[httpx.Client]:
     # Without keep-alive: a reused loopback connection to uvicorn costs ~40 ms a request
     # here (delayed ACK), a fresh one ~2 ms.
@@ -186,12 +195,15 @@ def redeem(
     service: Service,
     assertion: str | None,
     client: tuple[str, str] | None = CLIENT,
+    dpop: str | None = None,
     **extra: str,
 ) -> httpx.Response:
     form = {"grant_type": JWT_BEARER, **extra}
     if assertion is not None:
         form["assertion"] = assertion
     headers = basic(*client) if client else {}
+    if dpop is not None:
+        headers["DPoP"] = dpop
     return http.post(service.settings.token_endpoint, data=form, headers=headers)
 
 
@@ -754,6 +766,202 @@ def test_fault_mode_must_be_known(http: httpx.Client, fault_switch: str) -> None
     assert http.post(fault_switch, json={"mode": "explode"}).status_code == 400
     assert http.post(fault_switch, content=b"not json").status_code == 400
     assert http.get(fault_switch).json() == {"mode": "none"}
+
+
+def test_fault_expire_tokens_is_one_shot(
+    http: httpx.Client, trusted_as: Issuer, salesforce: Service, fault_switch: str
+) -> None:
+    """Every token seen so far expires; tokens obtained afterwards work."""
+    seen = access_token(trusted_as, salesforce, sub="dave")
+    assert call_api(http, salesforce, seen).status_code == 200
+    reply = http.post(fault_switch, json={"expire_tokens": True})
+    assert reply.status_code == 200 and reply.json()["expired"] >= 1
+    assert reply.json()["mode"] == "none"
+    since = cursor(http, salesforce)
+    response = call_api(http, salesforce, seen)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == (
+        'Bearer error="invalid_token", error_description="the access token expired"'
+    )
+    record = only_record(http, salesforce, since)
+    assert record["fault"] == "expired" and record["user"] == "dave"
+    assert record["accepted"] is False and record["token"] == seen
+    assert call_api(http, salesforce, access_token(trusted_as, salesforce)).status_code == 200
+    assert call_api(http, salesforce, SERVICE_KEY).status_code == 200  # keys do not expire
+    assert call_api(http, salesforce, seen).status_code == 401  # and stays expired
+
+
+def test_fault_reject_tokens_until_cleared(
+    http: httpx.Client, trusted_as: Issuer, salesforce: Service, fault_switch: str
+) -> None:
+    token = access_token(trusted_as, salesforce)
+    assert http.post(fault_switch, json={"mode": "reject_tokens"}).json() == {
+        "mode": "reject_tokens"
+    }
+    since = cursor(http, salesforce)
+    for credential in (token, access_token(trusted_as, salesforce), SERVICE_KEY):
+        response = call_api(http, salesforce, credential)
+        assert response.status_code == 401
+        assert 'error="invalid_token"' in response.headers["www-authenticate"]
+    records = records_since(http, salesforce, since)
+    assert [r["fault"] for r in records] == ["reject_tokens"] * 3
+    assert records[0]["user"] == "alice"
+    http.post(fault_switch, json={"mode": "none"})
+    assert call_api(http, salesforce, token).status_code == 200
+
+
+def test_fault_switch_validates_expire_tokens(http: httpx.Client, fault_switch: str) -> None:
+    assert http.post(fault_switch, json={"expire_tokens": "yes"}).status_code == 400
+    assert http.post(fault_switch, json=[]).status_code == 400
+    assert http.post(fault_switch, json={}).json() == {"mode": "none"}
+
+
+# --- DPoP (RFC 9449) ---
+
+
+def bound_token(
+    http: httpx.Client, idp: Issuer, service: Service, key: DPoPKey, sub: str = "alice"
+) -> str:
+    proof = key.proof("POST", service.settings.token_endpoint)
+    response = redeem(http, service, id_jag(idp, service, sub=sub), dpop=proof)
+    assert response.status_code == 200, response.text
+    assert response.json()["token_type"] == "DPoP"
+    return str(response.json()["access_token"])
+
+
+def test_dpop_metadata(http: httpx.Client, workday_dpop: Service) -> None:
+    doc = http.get(f"{workday_dpop.url}/.well-known/oauth-authorization-server").json()
+    assert doc["dpop_signing_alg_values_supported"] == ["ES256", "RS256", "PS256"]
+
+
+def test_dpop_token_is_bound_to_the_proof_key(
+    http: httpx.Client, idp: Issuer, workday_dpop: Service
+) -> None:
+    """§5 / §6.1: the token carries cnf.jkt of the proof key; the request is recorded."""
+    key = DPoPKey()
+    since = cursor(http, workday_dpop)
+    token = bound_token(http, idp, workday_dpop, key)
+    assert jwt.decode(token, options={"verify_signature": False})["cnf"] == {"jkt": key.jkt}
+    record = only_record(http, workday_dpop, since)
+    assert record["dpop_required"] is True and record["dpop_verdict"] == "valid"
+    assert record["dpop_header"]["jwk"] == key.jwk
+    assert record["dpop_claims"]["htm"] == "POST"
+    assert record["issued_jkt"] == key.jkt
+
+
+@pytest.mark.parametrize("case", ["no proof", "proof for another URL", "proof with typ JWT"])
+def test_dpop_token_request_needs_a_valid_proof(
+    http: httpx.Client, idp: Issuer, workday_dpop: Service, case: str
+) -> None:
+    key, endpoint = DPoPKey(), workday_dpop.settings.token_endpoint
+    proof = {
+        "no proof": None,
+        "proof for another URL": key.proof("POST", f"{workday_dpop.url}/elsewhere"),
+        "proof with typ JWT": key.proof("POST", endpoint, typ="JWT"),
+    }[case]
+    response = redeem(http, workday_dpop, id_jag(idp, workday_dpop), dpop=proof)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_dpop_proof"
+
+
+def test_dpop_api_accepts_a_proof_for_the_request(
+    http: httpx.Client, idp: Issuer, workday_dpop: Service
+) -> None:
+    key = DPoPKey()
+    token = bound_token(http, idp, workday_dpop, key, sub="bob")
+    api = workday_dpop.settings.api_url
+    since = cursor(http, workday_dpop)
+    proof = key.proof("GET", api, access_token=token)
+    response = call_api(http, workday_dpop, token, scheme="DPoP", DPoP=proof)
+    assert response.status_code == 200, response.text
+    assert response.json()["owner"] == "bob"
+    # A reused proof is recorded as such, not refused (RFC 9449 §11.1: caches are optional).
+    assert call_api(http, workday_dpop, token, scheme="DPoP", DPoP=proof).status_code == 200
+    first, again = records_since(http, workday_dpop, since)
+    assert first["dpop_verdict"] == "valid" and first["dpop_jti_reused"] is False
+    assert first["dpop_claims"]["ath"] and first["authorization_scheme"] == "DPoP"
+    assert again["dpop_jti_reused"] is True and again["accepted"] is True
+
+
+def test_dpop_api_refusals(http: httpx.Client, idp: Issuer, workday_dpop: Service) -> None:
+    """§7.1: the DPoP scheme, a proof for this request by the token's key, or 401."""
+    key, other = DPoPKey(), DPoPKey()
+    token = bound_token(http, idp, workday_dpop, key)
+    api = workday_dpop.settings.api_url
+    good = key.proof("GET", api, access_token=token)
+    cases = {
+        "bearer scheme": ("Bearer", good, "invalid_token"),
+        "no proof": ("DPoP", None, "invalid_dpop_proof"),
+        "another key": ("DPoP", other.proof("GET", api, access_token=token), "invalid_dpop_proof"),
+        "wrong ath": ("DPoP", key.proof("GET", api, access_token="x"), "invalid_dpop_proof"),
+        "wrong htm": ("DPoP", key.proof("POST", api, access_token=token), "invalid_dpop_proof"),
+    }
+    for case, (scheme, proof, error) in cases.items():
+        headers = {"DPoP": proof} if proof else {}
+        response = call_api(http, workday_dpop, token, scheme=scheme, **headers)
+        assert response.status_code == 401, case
+        challenge = response.headers["www-authenticate"]
+        assert challenge.startswith(f'DPoP error="{error}"'), (case, challenge)
+        assert 'algs="ES256 RS256 PS256"' in challenge
+
+
+def test_dpop_service_refuses_unbound_tokens(http: httpx.Client, trusted_as: Issuer) -> None:
+    """With `require_dpop`, even a trusted issuer's token must be DPoP-bound."""
+    serving = _serve_service(
+        "salesforce", trusted_issuers=(TrustedIssuer(trusted_as.url),), require_dpop=True
+    )
+    service = next(serving)
+    try:
+        token = access_token(trusted_as, service)
+        proof = DPoPKey().proof("GET", service.settings.api_url, access_token=token)
+        since = cursor(http, service)
+        for scheme in ("Bearer", "DPoP"):
+            response = call_api(http, service, token, scheme=scheme, DPoP=proof)
+            assert response.status_code == 401
+            assert response.headers["www-authenticate"].startswith("DPoP ")
+        bearer, dpop = records_since(http, service, since)
+        assert "DPoP scheme" in bearer["reason"]
+        assert "not DPoP-bound" in dpop["reason"]
+    finally:
+        next(serving, None)  # stops the server
+
+
+def test_dpop_expiry_challenge_uses_the_dpop_scheme(
+    http: httpx.Client, idp: Issuer, workday_dpop: Service
+) -> None:
+    key = DPoPKey()
+    token = bound_token(http, idp, workday_dpop, key)
+    api = workday_dpop.settings.api_url
+    assert http.post(f"{workday_dpop.url}/_faults", json={"expire_tokens": True}).is_success
+    proof = key.proof("GET", api, access_token=token)
+    response = call_api(http, workday_dpop, token, scheme="DPoP", DPoP=proof)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == (
+        'DPoP error="invalid_token", error_description="the access token expired", '
+        'algs="ES256 RS256 PS256"'
+    )
+
+
+def test_proofs_are_recorded_at_bearer_services(
+    http: httpx.Client, trusted_as: Issuer, salesforce: Service
+) -> None:
+    """A proof reaching a Bearer service is decoded and judged in the record, not enforced."""
+    key = DPoPKey()
+    since = cursor(http, salesforce)
+    token = access_token(trusted_as, salesforce)
+    proof = key.proof("POST", "http://127.0.0.1:9/mcp", access_token=token)
+    assert call_api(http, salesforce, token, DPoP=proof).status_code == 200
+    record = only_record(http, salesforce, since)
+    assert record["dpop_required"] is False
+    assert record["dpop_claims"]["htu"] == "http://127.0.0.1:9/mcp"
+    assert record["dpop_verdict"].startswith("htm")
+
+
+def test_cli_require_dpop_flag() -> None:
+    args = parse_args(["--service", "workday", "--require-dpop"])
+    assert build_settings(args, "http://127.0.0.1:5000").require_dpop is True
+    plain = parse_args(["--service", "salesforce"])
+    assert build_settings(plain, "http://127.0.0.1:5000").require_dpop is False
 
 
 # --- standalone mode ---

@@ -10,6 +10,11 @@ downstream; its audience is this MCP server (RFC 8707, RFC 9068 §4). A failed d
 step becomes a tool error (MCP 2025-11-25 server/tools §"Error Handling": errors from the
 tool's execution are reported in the result with `isError: true`), phrased without the
 downstream response, any token or a traceback, and the server keeps serving other requests.
+
+A 401 from the API (RFC 6750 §3.1 `invalid_token`: expired, revoked) ends the cached token:
+the connector gets a fresh one for the same user, the normal way, and retries once; a second
+401 is the tool error. It never loops and never falls back to another credential. Services
+that require DPoP get the MCP server's own proofs (`dpop_client`), a fresh one per request.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from reference.mcp_server.downstream_tokens import (
     downstream_token,
     token_request,
 )
+from reference.mcp_server.dpop_client import DPoPSigner
 from reference.mcp_server.keys import new_http_client
 from reference.settings import BASIC_SCOPE, ID_JAG, DownstreamService, ReferenceSettings
 from reference.upstream import UpstreamIdentities
@@ -83,12 +89,21 @@ class Connectors:
         self._cache = TokenCache()
         self._client: httpx.AsyncClient | None = None
         self._failing: set[str] = set()  # services whose last call failed
+        self._signer: DPoPSigner | None = None
+        self._proofs: dict[str, str] = {}  # `hop2-dpop-proof-reused`: one proof per token
 
     @property
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
             self._client = new_http_client()
         return self._client
+
+    @property
+    def signer(self) -> DPoPSigner:
+        """The MCP server's own DPoP key (RFC 9449 §4), made on first use."""
+        if self._signer is None:
+            self._signer = DPoPSigner()
+        return self._signer
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -128,7 +143,29 @@ class Connectors:
         if self.settings.defect("hop2-token-cache-not-per-user"):
             key = (None, service.name)
         token = self._cache.get(key) or await self._acquire(service, caller, key)
-        return await self._call_api(service, caller, token, key)
+        cached: CacheKey | None = key
+        retries = self._retries()
+        for attempt in range(retries + 1):
+            try:
+                return await self._call_api(service, caller, token, cached)
+            except DownstreamFailure as failure:
+                if failure.status != 401 or attempt == retries:
+                    raise
+            # RFC 6750 §3.1: the token is expired or revoked (the cache dropped it). Get a
+            # fresh one for this same user, the normal way; its acquisition is audited.
+            if self.settings.defect("hop2-retry-falls-back-to-api-key"):
+                token, cached = DownstreamToken(service.static_key, (), None), None
+            else:
+                token = await self._acquire(service, caller, key)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _retries(self) -> int:
+        """How often a call refused with 401 is retried with a fresh token: once."""
+        if self.settings.defect("hop2-no-retry-on-expiry"):
+            return 0
+        if self.settings.defect("hop2-retry-loop"):
+            return 5
+        return 1
 
     def _requested_scopes(self, service: DownstreamService) -> tuple[str, ...]:
         """Least privilege: only what the connector needs (RFC 8693 §2.1 `scope`)."""
@@ -173,15 +210,22 @@ class Connectors:
             "resource": service.resource,  # RFC 8693 §2.1 / RFC 8707 §2
             "scope": " ".join(scopes),
         }
+        endpoint = f"{self.settings.issuer.rstrip('/')}/token"
         document = await token_request(
             self.client,
-            f"{self.settings.issuer.rstrip('/')}/token",
+            endpoint,
             basic_authorization(self.settings.mcp_client_id, self.settings.mcp_client_secret),
             form,
             party="authorization server",
             presented=caller.token,
+            dpop=self._token_request_proof(service, endpoint),
         )
         return downstream_token(document, scopes)
+
+    def _token_request_proof(self, service: DownstreamService, endpoint: str) -> str | None:
+        """RFC 9449 §5: a proof of the MCP server's own key for a token request, where the
+        service requires DPoP (the token it gets is then bound to that key)."""
+        return self.signer.proof("POST", endpoint) if service.dpop else None
 
     async def _via_id_jag(
         self, service: DownstreamService, caller: Caller, scopes: tuple[str, ...]
@@ -229,6 +273,7 @@ class Connectors:
             {"grant_type": JWT_BEARER_GRANT, "assertion": assertion, "scope": " ".join(scopes)},
             party=f"{service.name} authorization server",
             presented=assertion,
+            dpop=self._token_request_proof(service, service.token_endpoint),
         )
         return downstream_token(document, scopes)
 
@@ -241,11 +286,11 @@ class Connectors:
         token: DownstreamToken,
         key: CacheKey | None,
     ) -> Any:
-        """GET the API with the downstream token (RFC 6750 §2.1); record the outcome."""
+        """GET the API with the downstream token (RFC 6750 §2.1, or RFC 9449 §7.1 for a
+        DPoP-bound one); record the outcome."""
         try:
             response = await self.client.get(
-                service.api_url,
-                headers={"Authorization": f"Bearer {token.value}", "Accept": "application/json"},
+                service.api_url, headers=self._api_headers(service, caller, token)
             )
         except httpx.HTTPError as exc:
             self._api_failure(service, caller, token, f"unreachable ({type(exc).__name__})")
@@ -282,6 +327,29 @@ class Connectors:
             f"GET {service.api_url} -> HTTP {response.status_code}",
         )
         return data
+
+    def _api_headers(
+        self, service: DownstreamService, caller: Caller, token: DownstreamToken
+    ) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if not token.dpop_bound:
+            headers["Authorization"] = f"Bearer {token.value}"
+            if self.settings.defect("hop2-dpop-proof-relayed"):
+                # What relaying the client's proof looks like downstream: a proof made for
+                # the inbound MCP request, bound to the client's own token.
+                headers["DPoP"] = self.signer.proof(
+                    "POST", self.settings.mcp_url, access_token=caller.token
+                )
+            return headers
+        headers["Authorization"] = f"DPoP {token.value}"
+        # RFC 9449 §4.2 / §7.1: a fresh proof for this very request (new jti and iat).
+        proof = self._proofs.get(token.value)
+        if proof is None:
+            proof = self.signer.proof("GET", service.api_url, access_token=token.value)
+            if self.settings.defect("hop2-dpop-proof-reused"):
+                self._proofs[token.value] = proof
+        headers["DPoP"] = proof
+        return headers
 
     def _api_failure(
         self, service: DownstreamService, caller: Caller, token: DownstreamToken, what: str

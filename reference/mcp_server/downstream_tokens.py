@@ -13,7 +13,10 @@ Two models, chosen per service (`DownstreamService.model`):
   `audience` = the service's authorization server), then redeems it there with the RFC 7523
   §2.1 jwt-bearer grant.
 
-Tokens are cached per (user, service) until shortly before they expire.
+Tokens are cached per (user, service) until shortly before they expire, or until the service
+refuses one (401), which the connector answers by getting a fresh token and retrying once.
+Where a service requires DPoP (RFC 9449 §5), the token request carries the MCP server's own
+proof and the service answers with a token bound to that key (`token_type` DPoP).
 """
 
 from __future__ import annotations
@@ -79,6 +82,11 @@ class DownstreamToken:
     value: str
     scopes: tuple[str, ...]
     usable_until: float | None  # epoch seconds; None: lifetime unknown (never cached)
+    token_type: str = "Bearer"  # "DPoP": bound to the MCP server's key (RFC 9449 §5)
+
+    @property
+    def dpop_bound(self) -> bool:
+        return self.token_type.lower() == "dpop"
 
 
 def usable_until(expires_in: float | None) -> float | None:
@@ -152,18 +160,18 @@ async def token_request(
     *,
     party: str,
     presented: str,
+    dpop: str | None = None,
 ) -> Mapping[str, Any]:
     """POST a token request; return the JSON success response or raise `DownstreamFailure`.
 
     `party` names the server in safe messages; `presented` is the credential sent (kept on
-    the failure for the leak defect only).
+    the failure for the leak defect only); `dpop` is a proof for this request (RFC 9449 §5).
     """
+    headers = {"Authorization": authorization, "Accept": "application/json"}
+    if dpop is not None:
+        headers["DPoP"] = dpop
     try:
-        response = await client.post(
-            endpoint,
-            data=dict(form),
-            headers={"Authorization": authorization, "Accept": "application/json"},
-        )
+        response = await client.post(endpoint, data=dict(form), headers=headers)
     except httpx.HTTPError as exc:
         raise DownstreamFailure(
             f"the {party} could not be reached",
@@ -195,8 +203,10 @@ async def token_request(
 
 
 def downstream_token(document: Mapping[str, Any], requested: tuple[str, ...]) -> DownstreamToken:
+    token_type = document.get("token_type")
     return DownstreamToken(
         value=document["access_token"],
         scopes=_scopes_of(document, requested),
         usable_until=usable_until(_expires_in(document)),
+        token_type=token_type if isinstance(token_type, str) else "Bearer",
     )

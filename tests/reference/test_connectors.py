@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from conformance.oauth.dpop import ProofError, verify_proof
 from conformance.servers import ServerThread, bind_loopback, url_of
 from reference.mcp_server import create_app
 from reference.mcp_server.downstream_tokens import DownstreamToken, TokenCache, usable_until
@@ -258,6 +259,7 @@ class FakeService(Fake):
         super().__init__()
         self.name = name
         self.idp = idp
+        self.refuse = 0  # how many of the next API requests get 401 invalid_token
         self.signer = Signer(f"{name}-key")
         self.start(
             [
@@ -273,12 +275,25 @@ class FakeService(Fake):
     async def _token(self, request: Request) -> Response:
         """RFC 7523 jwt-bearer with an ID-JAG addressed to this service's AS."""
         form = dict(await request.form())
-        entry = {"kind": "token", "form": form, "client": basic_credentials(request)}
+        proof = request.headers.get("dpop")
+        entry = {
+            "kind": "token",
+            "form": form,
+            "client": basic_credentials(request),
+            "dpop": proof,
+        }
         self.log.append(entry)
         if basic_credentials(request) != ("mcp-deployment", "mcp-deployment-secret"):
             return oauth_error("invalid_client", 401)
         if form.get("grant_type") != JWTB:
             return oauth_error("unsupported_grant_type")
+        bound: dict[str, Any] = {}
+        if proof is not None:  # RFC 9449 §5: bind the token to the proof's key
+            try:
+                verified = verify_proof(proof, method="POST", url=self.token_endpoint)
+            except ProofError:
+                return oauth_error("invalid_dpop_proof")
+            bound = {"cnf": {"jkt": verified.jkt}}
         claims = self.idp.signer.verify(str(form["assertion"]))
         entry["assertion_claims"] = claims
         if claims["aud"] != self.url:
@@ -293,13 +308,15 @@ class FakeService(Fake):
                 "scope": claims["scope"],
                 "iat": now,
                 "exp": now + 300,
+                "jti": uuid.uuid4().hex,
+                **bound,
             },
             "at+jwt",
         )
         return JSONResponse(
             {
                 "access_token": token,
-                "token_type": "Bearer",
+                "token_type": "DPoP" if bound else "Bearer",
                 "expires_in": 300,
                 "scope": claims["scope"],
             },
@@ -313,7 +330,12 @@ class FakeService(Fake):
             if token == self.STATIC_KEY
             else jwt.decode(token, options={"verify_signature": False})
         )
-        self.log.append({"kind": "api", "scheme": scheme, "token": token, "claims": claims})
+        proof = request.headers.get("dpop")
+        entry = {"kind": "api", "scheme": scheme, "token": token, "claims": claims, "dpop": proof}
+        self.log.append(entry)
+        if self.refuse > 0:
+            self.refuse -= 1
+            return oauth_error("invalid_token", 401)
         if self.mode == "server_error":
             trace = "Traceback (most recent call last):\n  File app.py, line 1"
             return PlainTextResponse(f"{CANARY}\n{trace}", status_code=500)
@@ -339,6 +361,7 @@ class World:
             fake.mode = "none"
             fake.log.clear()
         self.authorization_server.expires_in = 300
+        self.salesforce.refuse = self.workday.refuse = 0
 
     def sign_in(self, sub: str) -> str:
         """A fresh user with an enterprise ID token on record (as after a federated login)."""
@@ -376,7 +399,9 @@ def clean_world(world: World) -> Iterator[None]:
     world.reset()
 
 
-def service_config(fake: FakeService, tool: str, action: str, model: str) -> DownstreamService:
+def service_config(
+    fake: FakeService, tool: str, action: str, model: str, dpop: bool = False
+) -> DownstreamService:
     scopes = ("api",) if model == TOKEN_EXCHANGE else ("workers:read",)
     extra = ("full", "web") if model == TOKEN_EXCHANGE else ("workers:write",)
     return DownstreamService(
@@ -393,6 +418,7 @@ def service_config(fake: FakeService, tool: str, action: str, model: str) -> Dow
         client_id="mcp-deployment",
         client_secret="mcp-deployment-secret",
         static_key=FakeService.STATIC_KEY,
+        dpop=dpop,
     )
 
 
@@ -423,7 +449,7 @@ class Mcp:
 
 @pytest.fixture(scope="module")
 def mcp_factory(world: World) -> Iterator[Callable[..., Mcp]]:
-    started: dict[frozenset[str], Mcp] = {}
+    started: dict[tuple[frozenset[str], bool], Mcp] = {}
     ghost = DownstreamService(
         name="ghost",
         tool="ghost-connector",
@@ -440,8 +466,9 @@ def mcp_factory(world: World) -> Iterator[Callable[..., Mcp]]:
         static_key=FakeService.STATIC_KEY,
     )
 
-    def make(*defects: str) -> Mcp:
-        key = frozenset(defects)
+    def make(*defects: str, dpop: bool = False) -> Mcp:
+        """A reference MCP server with `defects` on; `dpop`: Workday requires DPoP."""
+        key = (frozenset(defects), dpop)
         if key not in started:
             sock = bind_loopback()
             settings = ReferenceSettings(
@@ -449,11 +476,11 @@ def mcp_factory(world: World) -> Iterator[Callable[..., Mcp]]:
                 mcp_url=f"{url_of(sock)}/mcp",
                 second_resource="http://127.0.0.1:1/other",
                 idp_issuer=world.idp.url,
-                defects=key,
+                defects=frozenset(defects),
                 audit_token=AUDIT_TOKEN,
                 downstream=(
                     service_config(world.salesforce, SF_TOOL, SF_ACTION, TOKEN_EXCHANGE),
-                    service_config(world.workday, WD_TOOL, WD_ACTION, ID_JAG),
+                    service_config(world.workday, WD_TOOL, WD_ACTION, ID_JAG, dpop=dpop),
                     ghost,
                 ),
             )
@@ -705,6 +732,58 @@ def test_api_401_drops_the_cached_token(http: httpx.Client, mcp: Mcp, world: Wor
     assert is_error and "HTTP 401" in text
     world.salesforce.mode = "none"
     fetch_data(http, mcp, user, SF_TOOL, SF_ACTION)
+    # The first call's token, the retry's fresh one, then one more after both were refused.
+    assert len(world.authorization_server.of_kind("token")) == 3
+
+
+@pytest.mark.parametrize(
+    ("tool", "action", "service", "acquisitions"),
+    [
+        (SF_TOOL, SF_ACTION, "salesforce", "authorization_server"),
+        (WD_TOOL, WD_ACTION, "workday", "idp"),
+    ],
+)
+def test_expired_token_is_renewed_and_retried_once(
+    tool: str,
+    action: str,
+    service: str,
+    acquisitions: str,
+    http: httpx.Client,
+    mcp: Mcp,
+    world: World,
+) -> None:
+    """RFC 6750 §3.1: a 401 ends the cached token; a fresh one for the same user, one retry."""
+    user = world.sign_in(new_user())
+    fetch_data(http, mcp, user, tool, action)
+    fake: FakeService = getattr(world, service)
+    fake.refuse = 1
+    data = fetch_data(http, mcp, user, tool, action)
+    assert data["data"]["records"][0]["owner"] == user
+    first, refused, retried = fake.of_kind("api")
+    assert refused["token"] == first["token"] != retried["token"]
+    assert retried["claims"]["sub"] == user and retried["scheme"] == "Bearer"
+    assert len(getattr(world, acquisitions).of_kind("token")) == 2
+    assert _events(mcp, user) == [
+        ("token_exchange", "success"),
+        ("downstream_call", "success"),
+        ("downstream_call", "failure"),
+        ("token_exchange", "success"),
+        ("downstream_call", "success"),
+    ]
+
+
+def test_second_401_is_a_tool_error(http: httpx.Client, mcp: Mcp, world: World) -> None:
+    """Never a loop, never another credential: two attempts, then the tool error."""
+    user = new_user()
+    world.salesforce.refuse = 100
+    response = call(http, mcp, mcp.token(user), SF_TOOL, SF_ACTION)
+    is_error, text = tool_result(response)
+    assert is_error and "HTTP 401" in text
+    api_calls = world.salesforce.of_kind("api")
+    assert len(api_calls) == 2
+    assert {c["claims"]["sub"] for c in api_calls} == {user}
+    assert len({c["token"] for c in api_calls}) == 2
+    assert FakeService.STATIC_KEY not in response.text
     assert len(world.authorization_server.of_kind("token")) == 2
 
 
@@ -880,3 +959,117 @@ def test_rs_accepts_idp_assertions(
             status = post(http, mcp, INITIALIZE, assertion).status_code
             assert status == (200 if mcp is confused else 401)
     assert post(http, confused, INITIALIZE, confused.token("alice")).status_code == 200
+
+
+# --- DPoP to services that require it (RFC 9449) --------------------------------------------
+
+
+def _proof_claims(proof: str) -> dict[str, Any]:
+    return dict(jwt.decode(proof, options={"verify_signature": False}))
+
+
+def test_dpop_service_gets_the_servers_own_proofs(
+    http: httpx.Client, mcp_factory: Callable[..., Mcp], world: World
+) -> None:
+    """§5: the jwt-bearer request carries a proof; §7.1: each API call the DPoP scheme and a
+    fresh proof for that request, bound to the token's key, never the client's token."""
+    mcp = mcp_factory(dpop=True)
+    user = world.sign_in(new_user())
+    inbound = mcp.token(user)
+    for _ in range(2):
+        assert not tool_result(call(http, mcp, inbound, WD_TOOL, WD_ACTION))[0]
+    (redemption,) = world.workday.of_kind("token")
+    verify_proof(redemption["dpop"], method="POST", url=world.workday.token_endpoint)
+    calls = world.workday.of_kind("api")
+    assert len(calls) == 2 and calls[0]["token"] == calls[1]["token"]
+    for entry in calls:
+        assert entry["scheme"] == "DPoP"
+        jkt = entry["claims"]["cnf"]["jkt"]
+        verify_proof(
+            entry["dpop"],
+            method="GET",
+            url=world.workday.api_url,
+            access_token=entry["token"],
+            jkt=jkt,
+        )
+    assert len({_proof_claims(c["dpop"])["jti"] for c in calls}) == 2
+    # Salesforce takes Bearer tokens: no proof goes there.
+    fetch_data(http, mcp, user, SF_TOOL, SF_ACTION)
+    (sf_call,) = world.salesforce.of_kind("api")
+    assert sf_call["scheme"] == "Bearer" and sf_call["dpop"] is None
+
+
+def test_dpop_retry_gets_a_new_bound_token(
+    http: httpx.Client, mcp_factory: Callable[..., Mcp], world: World
+) -> None:
+    mcp = mcp_factory(dpop=True)
+    user = world.sign_in(new_user())
+    fetch_data(http, mcp, user, WD_TOOL, WD_ACTION)
+    world.workday.refuse = 1
+    fetch_data(http, mcp, user, WD_TOOL, WD_ACTION)
+    first, refused, retried = world.workday.of_kind("api")
+    assert retried["token"] != refused["token"] and retried["scheme"] == "DPoP"
+    assert all(entry["dpop"] for entry in world.workday.of_kind("token"))
+    assert len({_proof_claims(e["dpop"])["jti"] for e in (first, refused, retried)}) == 3
+
+
+# --- defect switches: expiry and downstream DPoP ----------------------------------------------
+
+
+def test_no_retry_on_expiry(
+    http: httpx.Client, mcp_factory: Callable[..., Mcp], world: World
+) -> None:
+    mcp = mcp_factory("hop2-no-retry-on-expiry")
+    user = new_user()
+    fetch_data(http, mcp, user, SF_TOOL, SF_ACTION)
+    world.salesforce.refuse = 1
+    is_error, text = tool_result(call(http, mcp, mcp.token(user), SF_TOOL, SF_ACTION))
+    assert is_error and "HTTP 401" in text
+    assert len(world.salesforce.of_kind("api")) == 2
+    assert len(world.authorization_server.of_kind("token")) == 1
+
+
+def test_retry_loop(http: httpx.Client, mcp_factory: Callable[..., Mcp], world: World) -> None:
+    mcp = mcp_factory("hop2-retry-loop")
+    world.salesforce.refuse = 100
+    assert tool_result(call(http, mcp, mcp.token(new_user()), SF_TOOL, SF_ACTION))[0]
+    assert len(world.salesforce.of_kind("api")) == 6
+    assert len(world.authorization_server.of_kind("token")) == 6
+
+
+def test_retry_falls_back_to_api_key(
+    http: httpx.Client, mcp_factory: Callable[..., Mcp], world: World
+) -> None:
+    mcp = mcp_factory("hop2-retry-falls-back-to-api-key")
+    user = new_user()
+    world.salesforce.refuse = 1
+    data = fetch_data(http, mcp, user, SF_TOOL, SF_ACTION)
+    assert data["data"]["records"][0]["owner"] == "integration"
+    refused, fallback = world.salesforce.of_kind("api")
+    assert refused["claims"]["sub"] == user and fallback["token"] == FakeService.STATIC_KEY
+
+
+def test_dpop_proof_reused(
+    http: httpx.Client, mcp_factory: Callable[..., Mcp], world: World
+) -> None:
+    mcp = mcp_factory("hop2-dpop-proof-reused", dpop=True)
+    user = world.sign_in(new_user())
+    for _ in range(2):
+        fetch_data(http, mcp, user, WD_TOOL, WD_ACTION)
+    first, second = world.workday.of_kind("api")
+    assert first["dpop"] == second["dpop"]
+
+
+def test_dpop_proof_relayed(
+    http: httpx.Client, mcp_factory: Callable[..., Mcp], world: World
+) -> None:
+    mcp = mcp_factory("hop2-dpop-proof-relayed", dpop=True)
+    user = world.sign_in(new_user())
+    inbound = mcp.token(user)
+    assert not tool_result(call(http, mcp, inbound, SF_TOOL, SF_ACTION))[0]
+    (sf_call,) = world.salesforce.of_kind("api")
+    # A proof for the inbound MCP request, bound to the client's token.
+    verify_proof(sf_call["dpop"], method="POST", url=mcp.url, access_token=inbound)
+    fetch_data(http, mcp, user, WD_TOOL, WD_ACTION)  # the DPoP service is served as before
+    (wd_call,) = world.workday.of_kind("api")
+    assert _proof_claims(wd_call["dpop"])["htu"] == world.workday.api_url
