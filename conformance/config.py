@@ -21,6 +21,7 @@ import jsonschema
 from conformance.errors import ConfigError
 
 DEFAULT_REDIRECT_URI = "http://127.0.0.1:8765/callback"
+DEFAULT_MAX_EXPIRY_WAIT = 10.0  # seconds an expiry check may wait for a token to expire
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -81,6 +82,16 @@ class DownstreamConfig:
 
 
 @dataclass(frozen=True)
+class LifetimesConfig:
+    """Token lifetimes (seconds) the AS gives the test clients, for expiry checks when there is
+    no lifetime hook, and the longest an expiry check may wait."""
+
+    access_token: int | None = None
+    refresh_token: int | None = None
+    max_expiry_wait: float = DEFAULT_MAX_EXPIRY_WAIT
+
+
+@dataclass(frozen=True)
 class AuditConfig:
     url: str | None = None
     file: str | None = None
@@ -108,6 +119,8 @@ class TargetConfig:
     login_max_steps: int = 12
     users: tuple[UserCredentials, ...] = ()
     token_signer: str | None = None
+    lifetime_hook: str | None = None
+    lifetimes: LifetimesConfig = field(default_factory=LifetimesConfig)
     token_exchange: TokenExchangeConfig | None = None
     id_jag: IdJagConfig | None = None
     downstream: tuple[DownstreamConfig, ...] = ()
@@ -203,6 +216,14 @@ def _audit(data: dict[str, Any] | None, source: str) -> AuditConfig | None:
     return AuditConfig(data.get("url"), data.get("file"), data.get("bearer_token"))
 
 
+def _lifetimes(data: dict[str, Any]) -> LifetimesConfig:
+    return LifetimesConfig(
+        access_token=data.get("access_token"),
+        refresh_token=data.get("refresh_token"),
+        max_expiry_wait=float(data.get("max_expiry_wait", DEFAULT_MAX_EXPIRY_WAIT)),
+    )
+
+
 def parse_config(data: dict[str, Any], source: str = "target config") -> TargetConfig:
     errors = sorted(jsonschema.Draft202012Validator(_schema()).iter_errors(data), key=str)
     if errors:
@@ -240,6 +261,8 @@ def parse_config(data: dict[str, Any], source: str = "target config") -> TargetC
         login_max_steps=login.get("max_steps", 12),
         users=tuple(UserCredentials(**u) for u in data.get("users", ())),
         token_signer=data.get("hooks", {}).get("token_signer"),
+        lifetime_hook=data.get("hooks", {}).get("lifetimes"),
+        lifetimes=_lifetimes(data.get("lifetimes", {})),
         token_exchange=_token_exchange(data.get("token_exchange")),
         id_jag=_id_jag(data.get("id_jag")),
         downstream=_downstream(data.get("downstream", []), source),

@@ -4,8 +4,11 @@ the mock service recorded.
 The mock Salesforce and Workday (`mock_saas`) record every request they receive (the
 credential, its decoded header and claims, who it was for, what data went back) and expose the
 log at `GET .../_records?since=N&limit=L` -> `{"records": [...], "last": M}`, and a fault switch
-at `POST .../_faults {"mode": ...}`. The suite reads both over HTTP, as it would for a vendor's
-deployment wired to standalone mocks.
+at `POST .../_faults {"mode": ...}` (also `{"mode": "reject_tokens"}`: every token refused with
+401 until cleared, and `{"expire_tokens": true}`: every token seen so far expires, once). A
+`DPoP` header is recorded decoded (`dpop_header`, `dpop_claims`) with the service's verdict,
+and `dpop_required` says whether the service demands DPoP. The suite reads all of it over
+HTTP, as it would for a vendor's deployment wired to standalone mocks.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import httpx
+from jwt import PyJWTError
 
 from conformance import mcp
 from conformance.audit import AuditTrail
@@ -30,6 +34,7 @@ from conformance.oauth import jwt
 
 Record = dict[str, Any]
 FAULT_MODES = ("server_error", "unavailable")
+REJECT_TOKENS = "reject_tokens"
 MAX_RECORDS = 200
 
 
@@ -63,26 +68,41 @@ class Witness:
 
     @contextlib.contextmanager
     def fault(self, mode: str) -> Iterator[None]:
-        """Make the service fail (`server_error` -> 500, `unavailable` -> 503) inside the block."""
+        """Make the service fail inside the block: `server_error` -> 500, `unavailable` -> 503,
+        `reject_tokens` -> 401 for every credential."""
+        self._require_switch()
+        self._set_fault({"mode": mode}, f"fault {mode}")
+        try:
+            yield
+        finally:
+            self._set_fault({"mode": "none"}, "fault none")
+
+    def expire_tokens(self) -> None:
+        """Expire every token the service has issued or seen so far (newer ones still work)."""
+        self._require_switch()
+        self._set_fault({"expire_tokens": True}, "expire every token seen so far")
+
+    def _require_switch(self) -> None:
         if not self.service.faults_url:
             import pytest
 
             pytest.skip(f"no fault switch configured for {self.service.name} (faults_url)")
-        self._set_fault(mode)
-        try:
-            yield
-        finally:
-            self._set_fault("none")
 
-    def _set_fault(self, mode: str) -> None:
+    def _set_fault(self, body: dict[str, Any], what: str) -> None:
         assert self.service.faults_url
         response = self.http.post(
-            self.service.faults_url, json={"mode": mode}, note=f"{self.service.name}: fault {mode}"
+            self.service.faults_url, json=body, note=f"{self.service.name}: {what}"
         )
         if response.status_code != 200:
             raise PreconditionFailed(
-                f"the {self.service.name} fault switch answered {response.status_code}"
+                f"the {self.service.name} fault switch answered {response.status_code} to {body}"
             )
+
+    @property
+    def origin(self) -> str:
+        """The service's origin (where its record log is): the base of the URLs it serves."""
+        parts = urlsplit(self.service.records_url)
+        return f"{parts.scheme}://{parts.netloc}"
 
 
 @dataclass
@@ -162,6 +182,26 @@ def subject_of(token: str) -> str | None:
 def credential(record: Record) -> str | None:
     value = record.get("token")
     return value if isinstance(value, str) and value else None
+
+
+def claims_of(record: Record) -> dict[str, Any]:
+    """The decoded claims of the credential a request carried ({} for a non-JWT)."""
+    claims = record.get("claims")
+    return claims if isinstance(claims, dict) else {}
+
+
+def proof_of(record: Record) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(header, claims) of the DPoP proof a request carried, decoded, or None."""
+    header, claims = record.get("dpop_header"), record.get("dpop_claims")
+    if isinstance(header, dict) and isinstance(claims, dict):
+        return header, claims
+    raw = record.get("dpop")
+    if isinstance(raw, str) and jwt.is_jwt(raw):
+        try:
+            return jwt.header(raw), jwt.claims(raw)
+        except PyJWTError:
+            return None
+    return None
 
 
 def record_summary(service: str, record: Record) -> str:

@@ -29,6 +29,8 @@ SERVICE_MODELS = {"salesforce": "token-exchange", "workday": "id-jag"}
 """The downstream services the reference's connector tools reach (second hop), and how the
 MCP server gets a token for each: RFC 8693 at its AS, or an ID-JAG from the IdP."""
 SERVICE_NAMES = tuple(SERVICE_MODELS)
+DPOP_SERVICES = ("workday",)
+"""Services that require DPoP (RFC 9449): Workday binds the tokens its own AS issues."""
 
 # Clients the suite itself uses for enterprise-managed authorization: its clients at the IdP
 # and the (differently named) clients the IdP maps them to at the reference AS.
@@ -95,6 +97,7 @@ def _services(bases: dict[str, str]) -> tuple[DownstreamService, ...]:
                 client_id=_DEPLOYMENT_AT_SERVICE[0],
                 client_secret=_DEPLOYMENT_AT_SERVICE[1],
                 static_key=f"{name}-integration-key-0001",
+                dpop=name in DPOP_SERVICES,
             )
         )
     return tuple(services)
@@ -174,6 +177,7 @@ def start(defects: frozenset[str] = frozenset()) -> EmbeddedDeployment:
             idp=TrustedIssuer(idp_issuer, f"{idp_issuer}/jwks"),
             clients=(SaasClient(s.client_id, s.client_secret),),
             service_keys=(s.static_key,),
+            require_dpop=s.dpop,
         )
         for s in services
     ]
@@ -196,6 +200,7 @@ def start(defects: frozenset[str] = frozenset()) -> EmbeddedDeployment:
                 UserCredentials(u.username, u.username, u.password) for u in idp_settings.users
             ),
             token_signer=f"{issuer}/_test/sign",
+            lifetime_hook=f"{issuer}/_test/lifetimes",
             token_exchange=TokenExchangeConfig(
                 ClientCredentials(
                     settings.mcp_client_id, settings.mcp_client_secret, "client_secret_basic"

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -60,6 +61,7 @@ def run(pytestconfig: pytest.Config) -> Iterator[Run]:
         config.authorization_server,
         config.second_resource,
         config.token_signer,
+        config.lifetime_hook,
         config.registration_endpoint,
         config.id_jag.idp_issuer if config.id_jag else None,
         config.id_jag.ras_issuer if config.id_jag else None,
@@ -144,24 +146,34 @@ class Clients:
     confidential: Client | None
 
 
-def _register_client(
-    run: Run, endpoint: str, redirect_uris: list[str], auth_method: str, role: str
-) -> Client:
-    metadata = registration_metadata(redirect_uris, auth_method)
-    response = register(
-        run.http,
-        endpoint,
-        metadata,
-        run.config.initial_access_token,
-        note=f"register {role} test client",
-    )
+@dataclass
+class Registration:
+    response: httpx.Response
+    body: dict[str, Any] | None
+    client: Client | None  # None when the server refused the registration
+
+
+def register_client(run: Run, endpoint: str, metadata: dict[str, Any], note: str) -> Registration:
+    """Register a test client (RFC 7591 §3.1); its secret is remembered for redaction."""
+    response = register(run.http, endpoint, metadata, run.config.initial_access_token, note=note)
     body = json_object(response)
     if response.status_code not in (200, 201) or not body or "client_id" not in body:
-        raise PreconditionFailed(
-            f"registering the {role} test client failed: {response.status_code}"
-        )
+        return Registration(response, body, None)
     run.redactor.remember(body.get("client_secret"))
-    return client_from_registration(body, metadata)
+    return Registration(response, body, client_from_registration(body, metadata))
+
+
+def register_test_client(
+    run: Run, endpoint: str, redirect_uris: list[str], auth_method: str, role: str
+) -> Client:
+    """A test client the run needs; a refusal is a lost precondition."""
+    metadata = registration_metadata(redirect_uris, auth_method)
+    registration = register_client(run, endpoint, metadata, f"register {role} test client")
+    if registration.client is None:
+        raise PreconditionFailed(
+            f"registering the {role} test client failed: {registration.response.status_code}"
+        )
+    return registration.client
 
 
 def redirect_uris_for(run: Run) -> list[str]:
@@ -193,9 +205,11 @@ def clients(run: Run, registration_endpoint: str | None) -> Clients:
         )
     uris = redirect_uris_for(run)
     return Clients(
-        public=_register_client(run, registration_endpoint, uris, "none", "public"),
-        second_public=_register_client(run, registration_endpoint, uris, "none", "second public"),
-        confidential=_register_client(
+        public=register_test_client(run, registration_endpoint, uris, "none", "public"),
+        second_public=register_test_client(
+            run, registration_endpoint, uris, "none", "second public"
+        ),
+        confidential=register_test_client(
             run, registration_endpoint, uris, "client_secret_basic", "confidential"
         ),
     )

@@ -151,6 +151,7 @@ class Flows:
         *,
         verifier: str | None = _DEFAULT,
         note: str = "token request",
+        headers: list[tuple[str, str]] | None = None,
     ) -> httpx.Response:
         params = [("grant_type", "authorization_code"), ("code", code)]
         if verifier is _DEFAULT:
@@ -164,7 +165,9 @@ class Flows:
         if resource and not any(name == "resource" for name, _ in extra):
             params.append(("resource", resource))
         params.extend(extra)
-        return token_request(self.http, self.token_endpoint, client, params, note=note)
+        return token_request(
+            self.http, self.token_endpoint, client, params, note=note, headers=headers
+        )
 
     def token_body(self, response: httpx.Response) -> dict[str, Any] | None:
         """The body of a successful token response, its tokens remembered for redaction."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +35,15 @@ def recording(into: list[Exchange] | None = None) -> Iterator[list[Exchange]]:
         yield exchanges
     finally:
         _recordings.reset(token)
+
+
+def _combined(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Headers for evidence, a repeated field's values joined with ", " (RFC 9110 §5.3), so
+    two `WWW-Authenticate` challenges or two `DPoP` proofs both stay visible."""
+    fields: dict[str, str] = {}
+    for name, value in items:
+        fields[name] = f"{fields[name]}, {value}" if name in fields else value
+    return fields
 
 
 @dataclass(frozen=True)
@@ -172,10 +181,11 @@ class Http:
 
     def _start_exchange(self, request: httpx.Request, note: str) -> Exchange:
         r = self.redactor
+        headers = request.headers.multi_items()
         exchange = Exchange(
             method=request.method,
             url=r.url(str(request.url)),
-            request_headers={k: r.header(k, v) for k, v in request.headers.multi_items()},
+            request_headers=_combined((k, r.header(k, v)) for k, v in headers),
             request_body=r.body(request.content, request.headers.get("content-type", "")),
             note=note,
         )
@@ -186,8 +196,8 @@ class Http:
     def _finish_exchange(self, exchange: Exchange, response: httpx.Response) -> None:
         r = self.redactor
         exchange.status = response.status_code
-        exchange.response_headers = {
-            k: (r.url(v) if k.lower() == "location" else r.header(k, v))
+        exchange.response_headers = _combined(
+            (k, r.url(v) if k.lower() == "location" else r.header(k, v))
             for k, v in response.headers.multi_items()
-        }
+        )
         exchange.response_body = r.body(response.content, response.headers.get("content-type", ""))

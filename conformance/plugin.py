@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conformance import fixtures, second_hop
+from conformance import dpop_flows, fixtures, second_hop
 from conformance.catalogue import load_catalogue
 from conformance.config import TargetConfig, load_config
 from conformance.errors import ConfigError
@@ -60,6 +60,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="With --target embedded: switch this reference defect on (repeatable).",
     )
     group.addoption(
+        "--max-expiry-wait",
+        type=float,
+        metavar="SECONDS",
+        help="Longest an expiry check waits for a token to expire (default 10); longer: skipped.",
+    )
+    group.addoption(
         "--list-defects",
         action="store_true",
         help="Print the reference deployment's defect switches and exit.",
@@ -100,6 +106,10 @@ def _settings(config: pytest.Config) -> RunSettings:
         if name not in known_profiles:
             raise ConfigError(f"unknown --profile {name!r}; valid: {', '.join(known_profiles)}")
     target: str = option.target
+    if option.max_expiry_wait is not None and not option.max_expiry_wait >= 0:
+        raise ConfigError(
+            f"--max-expiry-wait {option.max_expiry_wait:g}: give zero or more seconds"
+        )
     if option.defect and target != "embedded":
         raise ConfigError("--defect works only with --target embedded")
     known_defects = defect_catalogue()
@@ -147,6 +157,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[RUN_SETTINGS] = settings
     config.pluginmanager.register(fixtures, "mcp-auth-conformance-fixtures")
     config.pluginmanager.register(second_hop, "mcp-auth-conformance-second-hop")
+    config.pluginmanager.register(dpop_flows, "mcp-auth-conformance-dpop-flows")
     config.pluginmanager.register(CertificationRun(config, settings), "mcp-auth-conformance-run")
     if config.args_source != pytest.Config.ArgsSource.ARGS:
         config.args[:] = [str(CHECKS_DIR)]

@@ -136,6 +136,18 @@ class SecondHop:
             raise PreconditionFailed(str(found))
         return found
 
+    def again(self, service: DownstreamConfig, user: str, note: str) -> ToolCall:
+        """Another call of the service's tool as `user` (not shared: made for one check)."""
+        return call_tool(
+            self.run.http,
+            self.run.mcp_url,
+            self.run.config.protocol_version,
+            service,
+            self.tokens(user),
+            Witness(self.run.http, service),
+            note=note,
+        )
+
     def reached(self, service: DownstreamConfig, user: str) -> ToolCall:
         """The call, required to have reached the service's API at least once."""
         call = self.call(service, user)

@@ -42,6 +42,7 @@ def test_shipped_example_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     ]
     assert config.downstream[0].arguments == {"action": "get_opportunities"}
     assert config.audit and config.audit.bearer_token == "value-of-AUDIT_READ_TOKEN"
+    assert config.lifetimes.refresh_token == 86400 and config.lifetimes.max_expiry_wait == 10
 
 
 def test_downstream_names_are_unique() -> None:
@@ -89,3 +90,32 @@ def test_preregistered_clients_are_read() -> None:
     )
     assert config.registration == "preregistered"
     assert config.preregistered["confidential"].auth_method == "client_secret_basic"
+
+
+def test_lifetimes_default_to_the_hook_or_nothing() -> None:
+    config = parse_config({"hooks": {"lifetimes": "http://127.0.0.1:1/_test/lifetimes"}})
+    assert config.lifetime_hook == "http://127.0.0.1:1/_test/lifetimes"
+    assert config.lifetimes.access_token is None and config.lifetimes.refresh_token is None
+    assert config.lifetimes.max_expiry_wait == 10
+
+
+def test_declared_lifetimes_are_read() -> None:
+    config = parse_config(
+        {"lifetimes": {"access_token": 5, "refresh_token": 86400, "max_expiry_wait": 2.5}}
+    )
+    assert (config.lifetimes.access_token, config.lifetimes.refresh_token) == (5, 86400)
+    assert config.lifetimes.max_expiry_wait == 2.5
+
+
+@pytest.mark.parametrize(
+    ("lifetimes", "message"),
+    [
+        ({"refresh_token": 0}, "lifetimes.refresh_token: 0 is less than the minimum of 1"),
+        ({"max_expiry_wait": -1}, "lifetimes.max_expiry_wait: -1 is less than the minimum of 0"),
+        ({"id_token": 60}, "unknown key lifetimes.id_token"),
+    ],
+)
+def test_bad_lifetimes_are_one_line(lifetimes: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as raised:
+        parse_config({"lifetimes": lifetimes})
+    assert "\n" not in str(raised.value)

@@ -49,6 +49,7 @@ driver = "form"
 
 [hooks]
 token_signer = "{config.token_signer}"
+lifetimes = "{config.lifetime_hook}"
 {users}{_second_hop_toml(config)}"""
 
 

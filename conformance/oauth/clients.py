@@ -45,11 +45,18 @@ def authentication(client: Client) -> tuple[list[tuple[str, str]], list[tuple[st
 
 
 def token_request(
-    http: Http, endpoint: str, client: Client, params: list[tuple[str, str]], note: str = ""
+    http: Http,
+    endpoint: str,
+    client: Client,
+    params: list[tuple[str, str]],
+    note: str = "",
+    *,
+    headers: list[tuple[str, str]] | None = None,
 ) -> httpx.Response:
-    """POST a token request for `client` (OAuth 2.1 §3.2.2) with its authentication."""
-    headers, auth_params = authentication(client)
-    headers.append(("Accept", "application/json"))
+    """POST a token request for `client` (OAuth 2.1 §3.2.2) with its authentication, plus
+    any extra `headers` (e.g. RFC 9449 `DPoP` proofs)."""
+    auth_headers, auth_params = authentication(client)
+    headers = [*auth_headers, *(headers or []), ("Accept", "application/json")]
     return http.post(endpoint, headers=headers, data=[*params, *auth_params], note=note)
 
 

@@ -66,3 +66,18 @@ def audiences(value: Any) -> list[str]:
     if isinstance(value, list):
         return [str(v) for v in value]
     return []
+
+
+def exchange_request(
+    subject_token: str, resource: str, scope: str | None = None
+) -> list[tuple[str, str]]:
+    """A token exchange (RFC 8693 §2.1) of an access token for one for `resource`."""
+    params = [
+        ("grant_type", TOKEN_EXCHANGE),
+        ("subject_token", subject_token),
+        ("subject_token_type", ACCESS_TOKEN_TYPE),
+        ("resource", resource),
+    ]
+    if scope:
+        params.append(("scope", scope))
+    return params
