@@ -524,6 +524,8 @@ _ALL: tuple[Defect, ...] = (
         "ras-jti-replay-accepted",
         ("IDJAG-RAS-JTI-REPLAY",),
         "The same ID-JAG can be redeemed again while it is unexpired.",
+        # Without replay detection there is no check for a race to defeat: the race check skips.
+        masks=("IDJAG-RAS-JTI-RACE",),
     ),
     _D(
         "ras-scope-not-intersected",
@@ -538,7 +540,12 @@ _ALL: tuple[Defect, ...] = (
     # --- The MCP server's downstream calls (second hop) ---
     _D(
         "hop2-token-passthrough",
-        ("HOP2-NO-PASSTHROUGH", "HOP2-DOWNSTREAM-AUDIENCE", "HOP2-DOWNSTREAM-SCOPES"),
+        (
+            "HOP2-NO-PASSTHROUGH",
+            "HOP2-DOWNSTREAM-AUDIENCE",
+            "HOP2-DOWNSTREAM-SCOPES",
+            "HOP2-DOWNSTREAM-DPOP",
+        ),
         "The connectors forward the client's own access token to the downstream API.",
         # The services refuse the forwarded token, so no data comes back to compare.
         masks=(
@@ -546,6 +553,7 @@ _ALL: tuple[Defect, ...] = (
             "AUDIT-DOWNSTREAM-EVENT",
             "HOP2-USER-ISOLATION",
             "HOP2-IDJAG-AUDIENCE",
+            "HOP2-EXPIRY-RENEWS",
         ),
     ),
     _D(
@@ -557,9 +565,11 @@ _ALL: tuple[Defect, ...] = (
             "HOP2-DOWNSTREAM-SHORT-LIVED",
             "HOP2-NOT-SHARED",
             "HOP2-USER-ISOLATION",
+            "HOP2-DOWNSTREAM-DPOP",
         ),
         "The connectors call the downstream APIs with one integration-user API key.",
-        masks=("AUDIT-EXCHANGE-EVENT", "HOP2-IDJAG-AUDIENCE"),
+        # The key never expires, so there is no token to renew.
+        masks=("AUDIT-EXCHANGE-EVENT", "HOP2-IDJAG-AUDIENCE", "HOP2-EXPIRY-RENEWS"),
     ),
     _D(
         "hop2-token-cache-not-per-user",
@@ -611,9 +621,312 @@ _ALL: tuple[Defect, ...] = (
         "Failed downstream calls leave no audit event.",
     ),
     # --- Refresh tokens, expiry and introspection (issue 4) ---
+    _D(
+        "rt-resource-param-refused",
+        ("RT-GRANT-WORKS",),
+        "A refresh that carries `resource`, as MCP clients send it, fails with `invalid_target`, "
+        "even for the grant's own resource.",
+        # Every other refresh check starts from a successful refresh (with `resource`).
+        masks=(
+            "RT-PUBLIC-ROTATION",
+            "RT-OLD-INVALID-AFTER-ROTATION",
+            "RT-REUSE-REVOKES-FAMILY",
+            "RT-BOUND-TO-CLIENT",
+            "RT-SCOPE-NO-WIDEN",
+            "RT-RESOURCE-BOUND",
+            "RT-REVOKED-REJECTED",
+            "RT-EXPIRED-REJECTED",
+            "RT-CONCURRENT-REDEMPTION",
+            "INTROSPECT-INACTIVE",
+            "INTROSPECT-INACTIVE-NO-DETAILS",
+            "REVOKE-RT-CASCADE",
+        ),
+    ),
+    _D(
+        "rt-not-rotated",
+        ("RT-PUBLIC-ROTATION",),
+        "A refresh returns the same refresh token again, and it stays valid.",
+        # Without a rotated token there is no superseded one to replay or race.
+        masks=(
+            "RT-OLD-INVALID-AFTER-ROTATION",
+            "RT-REUSE-REVOKES-FAMILY",
+            "RT-CONCURRENT-REDEMPTION",
+        ),
+    ),
+    _D(
+        "rt-old-still-valid",
+        ("RT-OLD-INVALID-AFTER-ROTATION",),
+        "A refresh issues a new refresh token but the one presented stays valid.",
+        # A replay is then no reuse, and the old token is not single-use even sequentially.
+        masks=("RT-REUSE-REVOKES-FAMILY", "RT-CONCURRENT-REDEMPTION"),
+    ),
+    _D(
+        "rt-reuse-keeps-family",
+        ("RT-REUSE-REVOKES-FAMILY",),
+        "Replaying a rotated refresh token is refused, but its family stays valid.",
+    ),
+    _D(
+        "rt-not-bound-to-client",
+        ("RT-BOUND-TO-CLIENT",),
+        "Any client may redeem a refresh token issued to another client.",
+    ),
+    _D(
+        "rt-confidential-client-unauthenticated",
+        ("RT-BOUND-TO-CLIENT",),
+        "A confidential client can refresh with its `client_id` alone.",
+    ),
+    _D(
+        "rt-scope-widening",
+        ("RT-SCOPE-NO-WIDEN",),
+        "A refresh grants whatever scope is requested, beyond the original grant.",
+    ),
+    _D(
+        "rt-resource-not-bound",
+        ("RT-RESOURCE-BOUND",),
+        "A refresh issues a token for whatever resource is requested, beyond the grant.",
+    ),
+    _D(
+        "rt-revocation-ignored",
+        ("RT-REVOKED-REJECTED",),
+        "The revocation endpoint answers 200 for a refresh token but does not revoke it.",
+        # The introspection and cascade checks start from a refresh token that was revoked.
+        masks=("INTROSPECT-INACTIVE", "INTROSPECT-INACTIVE-NO-DETAILS", "REVOKE-RT-CASCADE"),
+    ),
+    _D(
+        "rt-never-expires",
+        ("RT-EXPIRED-REJECTED",),
+        "Refresh tokens never expire, whatever lifetime is configured.",
+    ),
+    _D(
+        "rt-race-double-redeem",
+        ("RT-CONCURRENT-REDEMPTION",),
+        "The refresh grant awaits a store round trip between checking and marking a token "
+        "used, so concurrent redemptions of one refresh token all succeed.",
+    ),
+    _D(
+        "revocation-unknown-token-error",
+        ("REVOKE-RT",),
+        "Revoking an unknown or invalid token answers 400 instead of 200.",
+    ),
+    _D(
+        "revocation-keeps-access-tokens",
+        ("REVOKE-RT-CASCADE",),
+        "Revoking a refresh token leaves the access tokens of its grant valid.",
+    ),
+    _D(
+        "introspection-reports-inactive-as-active",
+        ("INTROSPECT-INACTIVE",),
+        "Introspection describes expired, revoked and rotated tokens as active.",
+        # Checks that confirm a revocation by introspection cannot see it take effect.
+        masks=("REVOKE-RT-CASCADE", "TX-SUBJECT-VALIDATED"),
+    ),
+    _D(
+        "introspection-inactive-details",
+        ("INTROSPECT-INACTIVE-NO-DETAILS",),
+        "Introspection of an inactive token adds members saying why it is inactive.",
+    ),
     # --- DPoP at the authorization server (RFC 9449 §5, §8, §10) ---
+    _D(
+        "as-dpop-unsupported",
+        ("DPOP-SUPPORTED",),
+        "The AS neither advertises DPoP nor binds tokens: DPoP headers are ignored.",
+        # Without DPoP at the AS there are no bound tokens: every other DPoP check skips.
+        masks=(
+            "DPOP-AS-METADATA-ALGS",
+            "DPOP-AS-BOUND-TOKEN",
+            "DPOP-AS-PROOF-TYP-ALG",
+            "DPOP-AS-PROOF-KEY",
+            "DPOP-AS-PROOF-WELLFORMED",
+            "DPOP-AS-PROOF-HTM-HTU",
+            "DPOP-AS-PROOF-IAT",
+            "DPOP-AS-PROOF-JTI-REPLAY",
+            "DPOP-AS-NONCE",
+            "DPOP-AS-INVALID-PROOF-ERROR",
+            "DPOP-AS-DPOP-JKT",
+            "DPOP-AS-RT-BOUND",
+            "DPOP-AS-CLIENT-REQUIRES-DPOP",
+            "DPOP-AS-ALL-GRANTS",
+            "DPOP-RS-METADATA-ALGS",
+            "DPOP-RS-SCHEME-AND-PROOF",
+            "DPOP-RS-ATH",
+            "DPOP-RS-BEARER-DOWNGRADE",
+            "DPOP-RS-PROOF-TYP-ALG",
+            "DPOP-RS-PROOF-WELLFORMED",
+            "DPOP-RS-PROOF-HTM-HTU",
+            "DPOP-RS-PROOF-IAT",
+            "DPOP-RS-PROOF-JTI-REPLAY",
+            "DPOP-RS-JTI-RACE",
+            "DPOP-RS-CHALLENGE",
+        ),
+    ),
+    _D(
+        "as-dpop-metadata-symmetric",
+        ("DPOP-AS-METADATA-ALGS",),
+        "The AS metadata lists HS256 among dpop_signing_alg_values_supported.",
+    ),
+    _D(
+        "as-dpop-token-type-bearer",
+        ("DPOP-AS-BOUND-TOKEN",),
+        "DPoP-bound access tokens are issued with token_type Bearer.",
+    ),
+    _D(
+        "as-dpop-typ-unchecked",
+        ("DPOP-AS-PROOF-TYP-ALG",),
+        "The token endpoint accepts DPoP proofs whatever their typ.",
+    ),
+    _D(
+        "as-dpop-signature-unchecked",
+        ("DPOP-AS-PROOF-KEY",),
+        "The token endpoint does not verify a DPoP proof's signature with its jwk.",
+    ),
+    _D(
+        "as-dpop-claims-unchecked",
+        ("DPOP-AS-PROOF-WELLFORMED",),
+        "The token endpoint takes the first of several DPoP headers and a proof without jti.",
+    ),
+    _D(
+        "as-dpop-htu-unchecked",
+        ("DPOP-AS-PROOF-HTM-HTU",),
+        "The token endpoint ignores a DPoP proof's htm and htu.",
+    ),
+    _D(
+        "as-dpop-iat-unchecked",
+        ("DPOP-AS-PROOF-IAT",),
+        "The token endpoint accepts DPoP proofs whatever their iat.",
+    ),
+    _D(
+        "as-dpop-jti-replay",
+        ("DPOP-AS-PROOF-JTI-REPLAY",),
+        "The token endpoint keeps no record of DPoP proofs seen: a proof can be replayed.",
+    ),
+    _D(
+        "as-dpop-nonce-ignored",
+        ("DPOP-AS-NONCE",),
+        "The token endpoint demands a DPoP nonce but accepts any value.",
+    ),
+    _D(
+        "as-dpop-error-invalid-request",
+        ("DPOP-AS-INVALID-PROOF-ERROR",),
+        "Invalid DPoP proofs at the token endpoint get invalid_request, not invalid_dpop_proof.",
+    ),
+    _D(
+        "as-dpop-jkt-ignored",
+        ("DPOP-AS-DPOP-JKT",),
+        "A code requested with dpop_jkt is redeemed with any DPoP key, or none.",
+    ),
+    _D(
+        "as-dpop-refresh-unbound",
+        ("DPOP-AS-RT-BOUND",),
+        "A public client's refresh token is redeemed without a proof of its DPoP key.",
+    ),
+    _D(
+        "as-dpop-client-flag-ignored",
+        ("DPOP-AS-CLIENT-REQUIRES-DPOP",),
+        "Clients registered with dpop_bound_access_tokens get Bearer tokens without a proof.",
+    ),
+    _D(
+        "as-dpop-exchange-unbound",
+        ("DPOP-AS-ALL-GRANTS",),
+        "Token exchange ignores the DPoP proof's key and issues a Bearer token.",
+    ),
     # --- DPoP at the MCP server (RFC 9449 §7, MCP DPoP extension) ---
+    _D(
+        "prm-no-dpop-algs",
+        ("DPOP-RS-METADATA-ALGS",),
+        "The protected resource metadata omits `dpop_signing_alg_values_supported`.",
+    ),
+    _D(
+        "rs-dpop-bearer-downgrade",
+        ("DPOP-RS-BEARER-DOWNGRADE",),
+        "A DPoP-bound access token is accepted with the Bearer scheme, without a proof.",
+    ),
+    _D(
+        "rs-dpop-key-binding-ignored",
+        ("DPOP-RS-SCHEME-AND-PROOF",),
+        "The MCP server does not compare the proof key with the token's `cnf.jkt`.",
+    ),
+    _D(
+        "rs-dpop-ath-ignored",
+        ("DPOP-RS-ATH",),
+        "The MCP server does not check the proof's `ath` against the access token.",
+    ),
+    _D(
+        "rs-dpop-typ-unchecked",
+        ("DPOP-RS-PROOF-TYP-ALG",),
+        "The MCP server accepts proofs whose `typ` is not `dpop+jwt`.",
+    ),
+    _D(
+        "rs-dpop-claims-unchecked",
+        ("DPOP-RS-PROOF-WELLFORMED",),
+        "The MCP server reads the first of several DPoP headers, takes a private `jwk` and "
+        "accepts proofs that lack required claims.",
+    ),
+    _D(
+        "rs-dpop-htu-unchecked",
+        ("DPOP-RS-PROOF-HTM-HTU",),
+        "The MCP server does not compare the proof's `htu` with the request URI.",
+    ),
+    _D(
+        "rs-dpop-iat-unchecked",
+        ("DPOP-RS-PROOF-IAT",),
+        "The MCP server accepts proofs whatever their `iat`.",
+    ),
+    _D(
+        "rs-dpop-jti-replay",
+        ("DPOP-RS-PROOF-JTI-REPLAY",),
+        "The MCP server keeps no `jti` cache: a proof can be replayed within its window.",
+        masks=("DPOP-RS-JTI-RACE",),
+    ),
+    _D(
+        "rs-dpop-jti-race",
+        ("DPOP-RS-JTI-RACE",),
+        "The `jti` cache checks, awaits a shared-cache round trip, then records: concurrent "
+        "uses of one proof all pass (sequential replays are still refused).",
+    ),
+    _D(
+        "rs-dpop-challenge-without-algs",
+        ("DPOP-RS-CHALLENGE",),
+        "The MCP server's DPoP challenges carry no `algs` parameter.",
+    ),
+    _D(
+        "prm-lists-offline-access",
+        ("RS-NO-OFFLINE-ACCESS",),
+        "The MCP server lists `offline_access` in its metadata `scopes_supported` and in the "
+        "scope of its 401 challenge.",
+    ),
     # --- Second hop under expiry, downstream DPoP, ID-JAG races ---
+    _D(
+        "hop2-no-retry-on-expiry",
+        ("HOP2-EXPIRY-RENEWS",),
+        "A downstream 401 (expired token) ends the tool call; no fresh token, no retry.",
+    ),
+    _D(
+        "hop2-retry-loop",
+        ("HOP2-EXPIRY-NO-LOOP",),
+        "A downstream 401 is retried with a fresh token up to five times.",
+    ),
+    _D(
+        "hop2-retry-falls-back-to-api-key",
+        ("HOP2-EXPIRY-NO-FALLBACK", "HOP2-EXPIRY-RENEWS"),
+        "After a downstream 401 the connector retries with the integration-user API key.",
+    ),
+    _D(
+        "hop2-dpop-proof-reused",
+        ("HOP2-DOWNSTREAM-DPOP",),
+        "The connector makes one DPoP proof per downstream token and sends it on every call.",
+    ),
+    _D(
+        "hop2-dpop-proof-relayed",
+        ("HOP2-NO-DPOP-PROOF-FORWARDING",),
+        "Calls to Bearer services carry a DPoP proof of the inbound MCP request (htu the MCP "
+        "endpoint, ath over the client's token), as relaying the client's proof would.",
+    ),
+    _D(
+        "ras-jti-race",
+        ("IDJAG-RAS-JTI-RACE",),
+        "The resource AS awaits a replay-cache round trip between checking and recording an "
+        "ID-JAG's jti, so concurrent redemptions all succeed (sequential replays are refused).",
+    ),
 )
 
 DEFECTS: dict[str, Defect] = {d.name: d for d in _ALL}

@@ -1,11 +1,13 @@
 """RFC 9728 protected resource metadata of the MCP server, as MCP clients discover it.
 
 MCP 2025-06-18 and later make the MCP server an OAuth protected resource that publishes
-this document; clients find it through the 401 challenge or the well-known URL.
+this document; clients find it through the 401 challenge or the well-known URL. MCP
+2026-07-28 adds that it does not offer `offline_access` as a resource scope.
 """
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -167,3 +169,26 @@ def test_metadata_advertises_minimal_scopes(resource_metadata: dict, verdict: Ve
         return
     omnibus = sorted(set(scopes) & _OMNIBUS_SCOPES)
     verdict.expect("PRM-SCOPES-SUPPORTED", not omnibus, f"omnibus scopes advertised: {omnibus}")
+
+
+@pytest.mark.requirement("RS-NO-OFFLINE-ACCESS")
+def test_offline_access_is_not_a_resource_scope(
+    discovery: Discovery, resource_metadata: dict[str, Any], verdict: Verdict
+) -> None:
+    """MCP 2026-07-28 authorization "Refresh Tokens" (SEP-2207): refresh tokens are the
+    authorization server's business, so neither PRM `scopes_supported` nor a challenge's `scope`
+    names offline_access."""
+    verdict.attach(discovery.exchanges)
+    supported = resource_metadata.get("scopes_supported")
+    verdict.expect(
+        "RS-NO-OFFLINE-ACCESS",
+        not (isinstance(supported, list) and "offline_access" in supported),
+        f"the protected resource metadata lists offline_access in scopes_supported {supported!r}",
+    )
+    for challenge in discovery.challenge.challenges if discovery.challenge else []:
+        scope = (challenge.get("scope") or "").split()
+        verdict.expect(
+            "RS-NO-OFFLINE-ACCESS",
+            "offline_access" not in scope,
+            f"the {challenge.scheme} challenge of the 401 asks for scope {' '.join(scope)!r}",
+        )

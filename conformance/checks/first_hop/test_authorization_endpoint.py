@@ -17,17 +17,15 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import httpx
 import pytest
 
-from conformance.discovery import AuthorizationServer, json_object
+from conformance.discovery import AuthorizationServer
 from conformance.errors import PreconditionFailed
 from conformance.evidence import Exchange
-from conformance.fixtures import Clients, Run
+from conformance.fixtures import Clients, Run, register_client
 from conformance.flows import Flows
 from conformance.http import recording
 from conformance.oauth.authorization import AuthorizationRequest, AuthorizationResponse
 from conformance.oauth.clients import (
     Client,
-    client_from_registration,
-    register,
     registration_metadata,
 )
 from conformance.oauth.pkce import Pkce
@@ -384,20 +382,15 @@ def loopback_client(run: Run, registration_endpoint: str | None, clients: Client
     if not registration_endpoint:
         pytest.skip("no registration endpoint to register a port-less loopback redirect URI")
     metadata = registration_metadata([_LOOPBACK_REGISTERED], "none")
-    response = register(
-        run.http,
-        registration_endpoint,
-        metadata,
-        run.config.initial_access_token,
-        note="register a loopback client",
+    registration = register_client(
+        run, registration_endpoint, metadata, "register a loopback client"
     )
-    body = json_object(response)
-    if response.status_code not in (200, 201) or not body or "client_id" not in body:
+    if registration.client is None:
         pytest.skip(
             f"registering a client with redirect URI {_LOOPBACK_REGISTERED} was refused "
-            f"({response.status_code})"
+            f"({registration.response.status_code})"
         )
-    return client_from_registration(body, metadata)
+    return registration.client
 
 
 @pytest.mark.requirement("AUTHZ-LOOPBACK-PORT")

@@ -12,6 +12,8 @@ Every check first redeems a known-good ID-JAG: a fresh one from the IdP (alice's
 exchanged by the suite's IdP client), presented by the client it names. A negative changes
 exactly one thing. ID-JAGs are single-use at a conforming resource AS, so checks that redeem
 mint their own; forged variants get a fresh `jti` so replay detection cannot hide a defect.
+Replay detection is also raced: several redemptions of one ID-JAG released at once
+(`conformance.races`), of which at most one may succeed.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from conformance.oauth.token_exchange import (
     scopes,
 )
 from conformance.oauth.token_responses import cache_directives, expect_refused
+from conformance.races import concurrently
 from conformance.second_hop import IdJagClients, IdJagRequest
 from conformance.verdict import Verdict
 
@@ -51,6 +54,7 @@ _OTHER_AS = "https://other-as.invalid"
 _NOT_SERVED = "https://not-served.invalid/mcp"
 _EXTRA_SCOPE = "conformance:extra"
 _HOUR = 3600
+_RACERS = 5
 
 # --- helpers -------------------------------------------------------------------------------
 
@@ -441,6 +445,32 @@ def test_assertion_is_single_use(grants: Grants, verdict: Verdict) -> None:
     token = grants.control()
     what = "the same ID-JAG redeemed a second time"
     expect_refused(verdict, "IDJAG-RAS-JTI-REPLAY", grants.redeem(token, what), what)
+
+
+@pytest.mark.requirement("IDJAG-RAS-JTI-RACE")
+def test_concurrent_redemptions_yield_one_token(grants: Grants, verdict: Verdict) -> None:
+    """Five redemptions of one fresh ID-JAG sent at the same moment: at most one succeeds, as
+    a replay check and its record must be one step (MCP-EMA §7.4.2, RFC 7523 §3 item 7)."""
+    token = grants.mint()
+    responses = concurrently(
+        _RACERS,
+        lambda n: grants.redeem(token, f"redemption {n + 1} of {_RACERS} of one ID-JAG, at once"),
+    )
+    successes = sum(1 for response in responses if issued(response) is not None)
+    verdict.precondition(
+        successes, f"none of {_RACERS} concurrent redemptions of a fresh ID-JAG succeeded"
+    )
+    what = "the same ID-JAG redeemed once more, after the concurrent redemptions"
+    if issued(grants.redeem(token, what)) is not None:
+        pytest.skip(
+            "the resource AS accepts even a sequential replay of an ID-JAG "
+            "(IDJAG-RAS-JTI-REPLAY), so there is no replay check for a race to defeat"
+        )
+    verdict.expect(
+        "IDJAG-RAS-JTI-RACE",
+        successes <= 1,
+        f"{successes} of {_RACERS} concurrent redemptions of one ID-JAG got an access token",
+    )
 
 
 @pytest.mark.requirement("IDJAG-RAS-SCOPE-RESOURCE")
