@@ -118,17 +118,7 @@ class SecondHop:
         key = (service.name, user)
         if key not in self._calls:
             try:
-                self._calls[key] = call_tool(
-                    self.run.http,
-                    self.run.mcp_url,
-                    self.run.config.protocol_version,
-                    service,
-                    self.tokens(user),
-                    Witness(self.run.http, service),
-                    AuditTrail(self.run.http, self.run.config.audit)
-                    if self.run.config.audit
-                    else None,
-                )
+                self._calls[key] = self._call_tool(service, user, audited=True)
             except PreconditionFailed as exc:
                 self._calls[key] = exc
         found = self._calls[key]
@@ -138,6 +128,12 @@ class SecondHop:
 
     def again(self, service: DownstreamConfig, user: str, note: str) -> ToolCall:
         """Another call of the service's tool as `user` (not shared: made for one check)."""
+        return self._call_tool(service, user, note=note)
+
+    def _call_tool(
+        self, service: DownstreamConfig, user: str, *, audited: bool = False, note: str = ""
+    ) -> ToolCall:
+        audit = self.run.config.audit if audited else None
         return call_tool(
             self.run.http,
             self.run.mcp_url,
@@ -145,6 +141,7 @@ class SecondHop:
             service,
             self.tokens(user),
             Witness(self.run.http, service),
+            AuditTrail(self.run.http, audit) if audit else None,
             note=note,
         )
 

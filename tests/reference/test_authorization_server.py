@@ -24,11 +24,9 @@ import pytest
 import uvicorn
 from starlette.testclient import TestClient
 
-import reference.authorization_server as authorization_server
 from mock_idp import IdpClient, IdpSettings
 from mock_idp import create_app as create_idp_app
 from reference.authorization_server import create_app
-from reference.authorization_server.keys import generate_signing_key
 from reference.settings import BASIC_SCOPE, PRIVILEGED_SCOPE, ReferenceSettings
 
 AS_ISSUER = "http://127.0.0.1:41001"  # served through TestClient, never bound
@@ -40,15 +38,6 @@ Response = Any
 
 
 # --- fixtures ---
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_signing_key() -> Iterator[None]:
-    """Reuse one RSA key for every AS instance of this module (key generation is slow)."""
-    key = generate_signing_key()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(authorization_server, "generate_signing_key", lambda: key)
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ from tests.reference import test_exchange_grants as second_hop
 from tests.reference.test_authorization_server import AS_ISSUER, Deployment
 
 # The fixtures of the plain AS tests, shared (module-scoped per module).
-_one_signing_key = base._one_signing_key
 idp_issuer = base.idp_issuer
 dep = base.dep
 make = base.make

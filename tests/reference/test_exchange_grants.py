@@ -28,14 +28,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-import reference.authorization_server as authorization_server
 from mock_idp import IdpClient, IdpSettings
 from mock_idp import create_app as create_idp_app
 from mock_idp.keys import SigningKey as IdpSigningKey
 from mock_idp.keys import generate_signing_key as generate_idp_key
 from reference.authorization_server import create_app
 from reference.authorization_server.context import Context
-from reference.authorization_server.keys import generate_signing_key
 from reference.authorization_server.tokens import issue_for_grant
 from reference.settings import (
     BASIC_SCOPE,
@@ -103,15 +101,6 @@ Response = Any  # starlette's TestClient may return httpx2 responses
 
 
 # --- fixtures ---
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_signing_key() -> Iterator[None]:
-    """Reuse one RSA key for every AS instance of this module (key generation is slow)."""
-    key = generate_signing_key()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(authorization_server, "generate_signing_key", lambda: key)
-        yield
 
 
 class Idp:

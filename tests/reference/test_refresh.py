@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -21,10 +20,8 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-import reference.authorization_server as authorization_server
 from reference.authorization_server import create_app
 from reference.authorization_server.context import Context
-from reference.authorization_server.keys import generate_signing_key
 from reference.authorization_server.store import now
 from reference.authorization_server.tokens import REFRESH_TOKEN_LIFETIME, issue_for_grant
 from reference.settings import BASIC_SCOPE, PRIVILEGED_SCOPE, ReferenceSettings
@@ -34,15 +31,6 @@ MCP = "http://127.0.0.1:41002/mcp"
 RS2 = "http://127.0.0.1:41003/rs2"
 IDP = "http://127.0.0.1:9"  # never contacted: grants are put in the store directly
 Response = Any  # starlette's TestClient may return httpx2 responses
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_signing_key() -> Iterator[None]:
-    """Reuse one RSA key for every AS instance of this module (key generation is slow)."""
-    key = generate_signing_key()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(authorization_server, "generate_signing_key", lambda: key)
-        yield
 
 
 class AS:
