@@ -89,8 +89,13 @@ class Http:
             # Headers and body go out as separate writes; without TCP_NODELAY, Nagle's
             # algorithm holds the body back until the server's delayed ACK (~40 ms) on every
             # request over a kept-alive connection.
+            # Idle connections are dropped after 2 s, before a server's own keep-alive timeout
+            # (5 s in uvicorn and many others) can close one just as a request goes out on it
+            # ("server disconnected without sending a response").
             transport=httpx.HTTPTransport(
-                limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
+                limits=httpx.Limits(
+                    max_connections=16, max_keepalive_connections=8, keepalive_expiry=2.0
+                ),
                 socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
             ),
         )

@@ -39,7 +39,12 @@ class ServerThread:
         self.sock = sock
         self.url = url_of(sock)
         config = uvicorn.Config(
-            app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=2,
+            timeout_keep_alive=30,  # well beyond the suite's own 2 s idle expiry
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

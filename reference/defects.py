@@ -299,7 +299,8 @@ _ALL: tuple[Defect, ...] = (
     ),
     _D(
         "token-response-missing-token-type",
-        ("TOKEN-RESPONSE-FIELDS",),
+        # A DPoP-bound token's response must say `token_type: DPoP` (RFC 9449 §5).
+        ("TOKEN-RESPONSE-FIELDS", "DPOP-AS-BOUND-TOKEN"),
         "Successful token responses omit `token_type`.",
     ),
     _D(

@@ -110,7 +110,7 @@ def test_bad_target_config_names_what_to_fix(tmp_path: Path, toml: str, expected
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--profile", "nope"], "valid: enterprise, id-jag"),
+        (["--profile", "nope"], "valid: dpop, enterprise, id-jag"),
         (["--defect", "nope"], "valid: prm-not-discoverable"),
     ],
 )
