@@ -20,7 +20,7 @@ from conformance.config import (
     TokenExchangeConfig,
     UserCredentials,
 )
-from conformance.servers import ServerThread, bind_loopback, url_of
+from conformance.servers import ServerThread, bind_loopback, stop_all, url_of
 
 if TYPE_CHECKING:
     from reference.settings import DownstreamService
@@ -59,8 +59,7 @@ class EmbeddedDeployment:
     servers: list[ServerThread] = field(default_factory=list)
 
     def stop(self) -> None:
-        for server in reversed(self.servers):
-            server.stop()
+        stop_all(self.servers)
 
 
 def defect_catalogue() -> dict[str, tuple[tuple[str, ...], str, tuple[str, ...]]]:
@@ -242,7 +241,9 @@ def start(defects: frozenset[str] = frozenset()) -> EmbeddedDeployment:
             (authorization_server.create_app(settings, upstream), as_sock, "reference-as"),
             (mcp_server.create_app(settings, upstream), mcp_sock, "reference-mcp"),
         ):
-            deployment.servers.append(ServerThread(app, sock, name).start())
+            deployment.servers.append(ServerThread(app, sock, name).launch())
+        for server in deployment.servers:
+            server.wait_started()
     except BaseException:
         deployment.stop()
         raise

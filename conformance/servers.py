@@ -52,7 +52,14 @@ class ServerThread:
         )
 
     def start(self, timeout: float = 15.0) -> ServerThread:
+        return self.launch().wait_started(timeout)
+
+    def launch(self) -> ServerThread:
+        """Start serving in the background without waiting (see `wait_started`)."""
         self._thread.start()
+        return self
+
+    def wait_started(self, timeout: float = 15.0) -> ServerThread:
         deadline = time.monotonic() + timeout
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
@@ -61,6 +68,14 @@ class ServerThread:
         return self
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=5)
-        self.sock.close()
+        stop_all([self])
+
+
+def stop_all(servers: list[ServerThread]) -> None:
+    """Ask every server to exit, then wait for each: they shut down side by side."""
+    for server in servers:
+        server._server.should_exit = True
+    for server in servers:
+        if server._thread.is_alive():
+            server._thread.join(timeout=5)
+        server.sock.close()
