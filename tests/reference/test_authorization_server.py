@@ -11,9 +11,6 @@ import base64
 import hashlib
 import re
 import secrets
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -21,15 +18,12 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import jwt
 import pytest
-import uvicorn
 from starlette.testclient import TestClient
 
-from mock_idp import IdpClient, IdpSettings
-from mock_idp import create_app as create_idp_app
 from reference.authorization_server import create_app
 from reference.settings import BASIC_SCOPE, PRIVILEGED_SCOPE, ReferenceSettings
+from tests.reference.conftest import AS_ISSUER
 
-AS_ISSUER = "http://127.0.0.1:41001"  # served through TestClient, never bound
 MCP = "http://127.0.0.1:41002/mcp"
 RS2 = "http://127.0.0.1:41003/rs2"
 CLIENT_CB = "http://127.0.0.1/cb"  # loopback: any port is allowed
@@ -38,30 +32,6 @@ Response = Any
 
 
 # --- fixtures ---
-
-
-@pytest.fixture(scope="module")
-def idp_issuer() -> Iterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    issuer = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    settings = IdpSettings(
-        issuer=issuer,
-        clients=(IdpClient("reference-as", "reference-as-secret", (f"{AS_ISSUER}/callback",)),),
-    )
-    config = uvicorn.Config(create_idp_app(settings), log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 5
-    while not server.started:
-        assert time.monotonic() < deadline, "mock IdP did not start"
-        time.sleep(0.01)
-    yield issuer
-    server.should_exit = True
-    thread.join(5)
-    sock.close()
 
 
 # --- helpers ---

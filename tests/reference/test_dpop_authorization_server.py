@@ -19,10 +19,8 @@ from tests.reference import test_exchange_grants as second_hop
 from tests.reference.test_authorization_server import AS_ISSUER, Deployment
 
 # The fixtures of the plain AS tests, shared (module-scoped per module).
-idp_issuer = base.idp_issuer
 dep = base.dep
 make = base.make
-idp = second_hop.idp
 
 TOKEN = f"{AS_ISSUER}/token"
 KEY = DPoPKey()

@@ -13,23 +13,16 @@ import base64
 import json
 import re
 import secrets
-import socket
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import jwt
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric import ec
-from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from mock_idp import IdpClient, IdpSettings
-from mock_idp import create_app as create_idp_app
 from mock_idp.keys import SigningKey as IdpSigningKey
 from mock_idp.keys import generate_signing_key as generate_idp_key
 from reference.authorization_server import create_app
@@ -44,8 +37,8 @@ from reference.settings import (
     ReferenceSettings,
 )
 from reference.upstream import UpstreamIdentities
+from tests.reference.conftest import AS_ISSUER, Idp
 
-AS_ISSUER = "http://127.0.0.1:41001"  # served through TestClient, never bound
 MCP = "http://127.0.0.1:41002/mcp"
 RS2 = "http://127.0.0.1:41003/rs2"
 SF = "http://127.0.0.1:41010"
@@ -101,38 +94,6 @@ Response = Any  # starlette's TestClient may return httpx2 responses
 
 
 # --- fixtures ---
-
-
-class Idp:
-    """The mock IdP, served over loopback HTTP, with its signing key at hand."""
-
-    def __init__(self, issuer: str, app: Starlette) -> None:
-        self.issuer = issuer
-        self.key: IdpSigningKey = app.state.signing_key
-
-
-@pytest.fixture(scope="module")
-def idp() -> Iterator[Idp]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    issuer = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    settings = IdpSettings(
-        issuer=issuer,
-        clients=(IdpClient("reference-as", "reference-as-secret", (f"{AS_ISSUER}/callback",)),),
-    )
-    app = create_idp_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 5
-    while not server.started:
-        assert time.monotonic() < deadline, "mock IdP did not start"
-        time.sleep(0.01)
-    yield Idp(issuer, app)
-    server.should_exit = True
-    thread.join(5)
-    sock.close()
 
 
 @pytest.fixture(scope="module")

@@ -25,8 +25,8 @@ from reference.authorization_server.context import Context
 from reference.authorization_server.store import now
 from reference.authorization_server.tokens import REFRESH_TOKEN_LIFETIME, issue_for_grant
 from reference.settings import BASIC_SCOPE, PRIVILEGED_SCOPE, ReferenceSettings
+from tests.reference.conftest import AS_ISSUER
 
-AS_ISSUER = "http://127.0.0.1:41001"  # served in-process, never bound
 MCP = "http://127.0.0.1:41002/mcp"
 RS2 = "http://127.0.0.1:41003/rs2"
 IDP = "http://127.0.0.1:9"  # never contacted: grants are put in the store directly
