@@ -27,28 +27,28 @@ def claims(token: str) -> dict[str, Any]:
     return jwt.decode(token, options={"verify_signature": False})
 
 
-def _b64(data: bytes) -> str:
+def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def unsigned(token: str, alg: str = "none") -> str:
     """The same header (with `alg` replaced) and claims, and an empty signature (RFC 7519 §6)."""
     head = {**header(token), "alg": alg}
-    return f"{_b64(json.dumps(head).encode())}.{token.split('.')[1]}."
+    return f"{b64url(json.dumps(head).encode())}.{token.split('.')[1]}."
 
 
 def with_claims(token: str, **changes: Any) -> str:
     """The token with changed claims and its original signature (which no longer matches)."""
     head, _, signature = token.split(".")
     body = {**claims(token), **changes}
-    return f"{head}.{_b64(json.dumps(body).encode())}.{signature}"
+    return f"{head}.{b64url(json.dumps(body).encode())}.{signature}"
 
 
 def flip_signature_bit(token: str) -> str:
     head, body, signature = token.split(".")
     raw = bytearray(base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4)))
     raw[len(raw) // 2] ^= 0x01
-    return f"{head}.{body}.{_b64(bytes(raw))}"
+    return f"{head}.{body}.{b64url(bytes(raw))}"
 
 
 class SigningKey:

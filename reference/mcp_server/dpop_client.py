@@ -4,13 +4,12 @@ The MCP server proves possession of a key of its own, never its client's: it is 
 OAuth client at the downstream service. One key per server process (ES256); each proof is a
 fresh JWT for exactly one request: a new `jti`, `iat` now, `htm` and `htu` of that request and,
 when a token goes with it, `ath` over that token (§4.2). Built with PyJWT and cryptography
-only; the reference shares nothing with the suite.
+only (the thumbprint and `ath` come from `reference.dpop`); the reference shares nothing with
+the suite.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import secrets
 import time
@@ -20,17 +19,9 @@ from urllib.parse import urlsplit, urlunsplit
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
-PROOF_TYP = "dpop+jwt"
+from reference.dpop import PROOF_TYP, access_token_hash, thumbprint
+
 ALGORITHM = "ES256"
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def access_token_hash(token: str) -> str:
-    """§4.2 `ath`: base64url of the SHA-256 of the token's ASCII bytes."""
-    return _b64url(hashlib.sha256(token.encode("ascii")).digest())
 
 
 def target_uri(url: str) -> str:
@@ -46,8 +37,7 @@ class DPoPSigner:
         self._key = ec.generate_private_key(ec.SECP256R1())
         public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(self._key.public_key()))
         self.jwk: dict[str, Any] = {n: public[n] for n in ("kty", "crv", "x", "y")}
-        canonical = json.dumps(self.jwk, separators=(",", ":"), sort_keys=True)  # RFC 7638 §3
-        self.jkt = _b64url(hashlib.sha256(canonical.encode()).digest())
+        self.jkt = thumbprint(self.jwk)
 
     def proof(self, method: str, url: str, access_token: str | None = None) -> str:
         """A proof for one `method url` request, bound to `access_token` when given."""
