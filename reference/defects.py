@@ -928,6 +928,11 @@ _ALL: tuple[Defect, ...] = (
         "The resource AS awaits a replay-cache round trip between checking and recording an "
         "ID-JAG's jti, so concurrent redemptions all succeed (sequential replays are refused).",
     ),
+    # --- issue 5: token attacks at the MCP server ---
+    # --- issue 5: authorization endpoint attacks ---
+    # --- issue 5: token endpoint and registration attacks ---
+    # --- issue 5: client ID metadata documents ---
+    # --- issue 5: robustness under fuzzing ---
 )
 
 DEFECTS: dict[str, Defect] = {d.name: d for d in _ALL}

@@ -62,11 +62,13 @@ class IdpClient:
         self._settings = settings
         self._discovery: dict[str, Any] | None = None
         self._jwks: jwt.PyJWKSet | None = None
+        self._client: httpx.AsyncClient | None = None
 
     async def _request(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
         try:
-            async with httpx.AsyncClient(timeout=IDP_TIMEOUT, trust_env=False) as client:
-                response = await client.request(method, url, **kwargs)
+            if self._client is None:  # one client: a new one costs a TLS context per call
+                self._client = httpx.AsyncClient(timeout=IDP_TIMEOUT, trust_env=False)
+            response = await self._client.request(method, url, **kwargs)
             body = response.json()
         except (httpx.HTTPError, ValueError) as exc:
             raise IdpError(f"{method} {url} failed: {exc}") from exc
