@@ -221,8 +221,12 @@ def flows(
     run: Run,
     authorization_server: AuthorizationServer,
     basic_scope: str | None,
-) -> Flows:
-    return Flows(pytestconfig, run.config, run.http, authorization_server, run.mcp_url, basic_scope)
+) -> Iterator[Flows]:
+    flows = Flows(
+        pytestconfig, run.config, run.http, authorization_server, run.mcp_url, basic_scope
+    )
+    yield flows
+    flows.close()
 
 
 @pytest.fixture(scope="session")

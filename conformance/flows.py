@@ -112,6 +112,12 @@ class Flows:
         location = urljoin(request.endpoint, response.headers.get("location", ""))
         return location if same_endpoint(location, request.redirect_uri) else None
 
+    def close(self) -> None:
+        """Close the signed-in users' clients."""
+        for http in self._user_http.values():
+            http.close()
+        self._user_http.clear()
+
     def user_http(self, user: str) -> Http:
         if user not in self._user_http:
             self._user_http[user] = self.http.fork()

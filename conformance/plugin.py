@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conformance import dpop_flows, fixtures, second_hop
+from conformance import dpop_flows, expiry, fixtures, second_hop
 from conformance.catalogue import load_catalogue
 from conformance.config import TargetConfig, load_config
 from conformance.errors import ConfigError
@@ -158,6 +158,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(fixtures, "mcp-auth-conformance-fixtures")
     config.pluginmanager.register(second_hop, "mcp-auth-conformance-second-hop")
     config.pluginmanager.register(dpop_flows, "mcp-auth-conformance-dpop-flows")
+    config.pluginmanager.register(expiry, "mcp-auth-conformance-expiry")
     config.pluginmanager.register(CertificationRun(config, settings), "mcp-auth-conformance-run")
     if config.args_source != pytest.Config.ArgsSource.ARGS:
         config.args[:] = [str(CHECKS_DIR)]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing
+import os
 import queue
 import subprocess
 import sys
@@ -61,10 +63,65 @@ def run_suite(tmp_path: Path, *args: str, timeout: float = SUITE_TIMEOUT) -> Sui
     return SuiteRun(completed.returncode, completed.stdout, completed.stderr, report_dir)
 
 
+# Imported once by a fork server; each forked run skips ~3 s of imports (the defect matrix
+# runs the suite once per defect). Not the suite's plugin modules: pytest must import those
+# itself so that their asserts are rewritten.
+_PRELOAD = [
+    "httpx",
+    "hypothesis",
+    "jsonschema",
+    "jwt",
+    "mcp",
+    "starlette.applications",
+    "uvicorn",
+    "mock_idp",
+    "mock_saas",
+    "reference.authorization_server",
+    "reference.mcp_server",
+]
+_forkserver: Any = None
+
+
+def _forked_pytest(args: list[str], cwd: str, out: str, err: str) -> None:
+    os.chdir(cwd)
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        os.dup2(stdout.fileno(), 1)
+        os.dup2(stderr.fileno(), 2)
+    code = pytest.main(args)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(int(code))
+
+
+def run_suite_forked(tmp_path: Path, *args: str, timeout: float = SUITE_TIMEOUT) -> SuiteRun:
+    """As `run_suite`, in a process forked from a server that has the heavy modules loaded."""
+    global _forkserver
+    if _forkserver is None:
+        _forkserver = multiprocessing.get_context("forkserver")
+        _forkserver.set_forkserver_preload(_PRELOAD)
+    report_dir = tmp_path / "report"
+    out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    # The preloaded packages are part of the suite's distribution, which pytest marks for
+    # assertion rewriting; they hold no asserts that checks rely on.
+    quiet = ["-W", "ignore::pytest.PytestAssertRewriteWarning"]
+    argv = ["-p", "no:cacheprovider", "-q", *quiet, "--report-dir", str(report_dir), *args]
+    process = _forkserver.Process(
+        target=_forked_pytest, args=(argv, str(tmp_path), str(out), str(err))
+    )
+    process.start()
+    process.join(timeout)
+    if process.exitcode is None:
+        process.kill()
+        process.join()
+        pytest.fail(f"the suite did not finish within {timeout:.0f} s")
+    read = lambda path: path.read_text() if path.exists() else ""  # noqa: E731
+    return SuiteRun(process.exitcode, read(out), read(err), report_dir)
+
+
 @pytest.fixture(scope="session")
 def clean_run(tmp_path_factory: pytest.TempPathFactory) -> SuiteRun:
     """The whole suite against the clean embedded reference, once per test session."""
-    return run_suite(tmp_path_factory.mktemp("clean"), "--target", "embedded")
+    return run_suite_forked(tmp_path_factory.mktemp("clean"), "--target", "embedded")
 
 
 def _read_lines(stream: Any, lines: queue.Queue[str]) -> None:

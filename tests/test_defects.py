@@ -14,7 +14,7 @@ import pytest
 
 from conformance.catalogue import load_catalogue
 from reference.defects import DEFECTS
-from tests.conftest import SuiteRun, run_suite
+from tests.conftest import SuiteRun, run_suite_forked
 
 CATALOGUE = load_catalogue()
 
@@ -24,7 +24,7 @@ def test_defect_fails_exactly_its_requirements(
     name: str, clean_run: SuiteRun, tmp_path: Path
 ) -> None:
     defect = DEFECTS[name]
-    run = run_suite(tmp_path, "--target", "embedded", "--defect", name)
+    run = run_suite_forked(tmp_path, "--target", "embedded", "--defect", name)
     results = run.results
     outcomes = run.requirement_outcomes()
 
