@@ -8,6 +8,7 @@ client (OAuth 2.1 §4.1.2).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import secrets
@@ -62,13 +63,18 @@ class IdpClient:
         self._settings = settings
         self._discovery: dict[str, Any] | None = None
         self._jwks: jwt.PyJWKSet | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._client: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
+
+    def _http(self) -> httpx.AsyncClient:
+        """One client per event loop: a new client per call would cost a TLS context each."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client[0] is not loop:
+            self._client = (loop, httpx.AsyncClient(timeout=IDP_TIMEOUT, trust_env=False))
+        return self._client[1]
 
     async def _request(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
         try:
-            if self._client is None:  # one client: a new one costs a TLS context per call
-                self._client = httpx.AsyncClient(timeout=IDP_TIMEOUT, trust_env=False)
-            response = await self._client.request(method, url, **kwargs)
+            response = await self._http().request(method, url, **kwargs)
             body = response.json()
         except (httpx.HTTPError, ValueError) as exc:
             raise IdpError(f"{method} {url} failed: {exc}") from exc
