@@ -11,7 +11,7 @@ import json
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -19,9 +19,12 @@ from typing import Any
 import jsonschema
 
 from conformance.errors import ConfigError
+from conformance.http import Limits
 
 DEFAULT_REDIRECT_URI = "http://127.0.0.1:8765/callback"
 DEFAULT_MAX_EXPIRY_WAIT = 10.0  # seconds an expiry check may wait for a token to expire
+DEFAULT_CLOCK_SKEW = 60  # seconds of clock skew the MCP server may allow on exp, nbf and iat
+DEFAULT_FUZZ_EXAMPLES = 20  # examples hypothesis generates per fuzz check (--fuzz-examples)
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -89,6 +92,7 @@ class LifetimesConfig:
     access_token: int | None = None
     refresh_token: int | None = None
     max_expiry_wait: float = DEFAULT_MAX_EXPIRY_WAIT
+    clock_skew: int = DEFAULT_CLOCK_SKEW
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,7 @@ class TargetConfig:
     token_signer: str | None = None
     lifetime_hook: str | None = None
     lifetimes: LifetimesConfig = field(default_factory=LifetimesConfig)
+    limits: Limits = field(default_factory=Limits)  # per HTTP exchange (`[limits]`)
     token_exchange: TokenExchangeConfig | None = None
     id_jag: IdJagConfig | None = None
     downstream: tuple[DownstreamConfig, ...] = ()
@@ -216,11 +221,17 @@ def _audit(data: dict[str, Any] | None, source: str) -> AuditConfig | None:
     return AuditConfig(data.get("url"), data.get("file"), data.get("bearer_token"))
 
 
+def _limits(data: dict[str, Any]) -> Limits:
+    """`[limits]`: the defaults of `Limits`, with what the file sets (the schema checks types)."""
+    return replace(Limits(), **data)
+
+
 def _lifetimes(data: dict[str, Any]) -> LifetimesConfig:
     return LifetimesConfig(
         access_token=data.get("access_token"),
         refresh_token=data.get("refresh_token"),
         max_expiry_wait=float(data.get("max_expiry_wait", DEFAULT_MAX_EXPIRY_WAIT)),
+        clock_skew=int(data.get("clock_skew", DEFAULT_CLOCK_SKEW)),
     )
 
 
@@ -263,6 +274,7 @@ def parse_config(data: dict[str, Any], source: str = "target config") -> TargetC
         token_signer=data.get("hooks", {}).get("token_signer"),
         lifetime_hook=data.get("hooks", {}).get("lifetimes"),
         lifetimes=_lifetimes(data.get("lifetimes", {})),
+        limits=_limits(data.get("limits", {})),
         token_exchange=_token_exchange(data.get("token_exchange")),
         id_jag=_id_jag(data.get("id_jag")),
         downstream=_downstream(data.get("downstream", []), source),

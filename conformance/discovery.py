@@ -7,11 +7,16 @@ OpenID Connect Discovery §4 in both forms, as MCP 2025-11-25 "Authorization Ser
 Discovery" orders them).
 
 Discovery never judges: it records what it saw, leniently enough to continue past a defect
-one check will report, so that the other checks can still run.
+one check will report, so that the other checks can still run. It follows a redirect of a
+metadata document as an HTTP client would, within the run's scope and redirect cap; hosts
+the documents name are contacted only when the configuration puts them in scope, so a
+target cannot send the suite elsewhere. A document the suite could not fetch because of its
+own limits (timeout, size cap, scope) is `unjudgeable`: checks of it end as `error`.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -19,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from conformance import mcp
-from conformance.errors import HarnessError
+from conformance.errors import ConnectionFailed, HarnessError
 from conformance.evidence import Exchange
 from conformance.http import Http, recording
 from conformance.oauth.challenge import ParsedHeader, parse_www_authenticate
@@ -59,6 +64,16 @@ def as_metadata_candidates(issuer: str) -> list[str]:
     return list(dict.fromkeys(urls))
 
 
+def not_a_document(response: httpx.Response) -> str:
+    """Why a body is not a JSON object, in words (for messages about metadata)."""
+    content_type = response.headers.get("content-type") or "no content type"
+    try:
+        body = json.loads(response.content)
+    except ValueError as exc:
+        return f"{content_type}, invalid JSON ({exc})"
+    return f"{content_type}, JSON but not an object ({type(body).__name__})"
+
+
 def json_object(response: httpx.Response) -> dict[str, Any] | None:
     """The body as a JSON object whatever the content type (checks judge the type)."""
     try:
@@ -74,12 +89,36 @@ class Fetched:
     response: httpx.Response | None
     document: dict[str, Any] | None
     error: str | None = None
+    fault: HarnessError | None = None  # what stopped the fetch, when something did
 
     @property
     def ok(self) -> bool:
         return (
             self.response is not None and self.response.status_code == 200 and bool(self.document)
         )
+
+    def describe(self) -> str:
+        """What the fetch got: the fault that stopped it, or the answer and why it is no
+        metadata."""
+        if self.response is None:
+            return self.error or f"GET {self.url} got no response"
+        status = self.response.status_code
+        if status != 200:
+            return f"GET {self.url} answered {status}"
+        if self.document is None:
+            return f"GET {self.url} answered 200 with {not_a_document(self.response)}"
+        return f"GET {self.url} answered 200 with {'a' if self.document else 'an empty'} object"
+
+
+def unjudgeable(attempts: list[Fetched]) -> str | None:
+    """Why a document cannot be judged, when no attempt found it and at least one was stopped
+    by the suite's own limits (a timeout, the size cap, a host out of scope): the stopped one
+    might have served it. None when the attempts are a verdict on the target; a refused
+    connection is one (nothing serves there)."""
+    if any(a.ok for a in attempts):
+        return None
+    faults = [a.error for a in attempts if a.error and not isinstance(a.fault, ConnectionFailed)]
+    return "; ".join(faults) if faults else None
 
 
 @dataclass
@@ -111,9 +150,9 @@ class Discovery:
 
 def _fetch(http: Http, url: str, note: str) -> Fetched:
     try:
-        response = http.get(url, headers={"Accept": "application/json"}, note=note)
+        response = http.get_following(url, headers={"Accept": "application/json"}, note=note)
     except HarnessError as exc:
-        return Fetched(url, None, None, str(exc))
+        return Fetched(url, None, None, str(exc), exc)
     return Fetched(url, response, json_object(response))
 
 
@@ -126,18 +165,18 @@ def discover(
         _resource_metadata(http, found)
         _issuers(found, issuer_hint)
         # Every listed issuer is resolved (a check judges each); the first that resolves is used.
+        # An issuer on a host outside the run's scope is refused, not contacted.
         for issuer in found.issuers:
-            http.scope.add_url(issuer)
             attempts = [_fetch(http, url, "AS metadata") for url in as_metadata_candidates(issuer)]
             found.as_attempts[issuer] = attempts
             hit = next((a for a in attempts if a.ok), None)
             if hit and hit.document is not None and found.authorization_server is None:
                 found.authorization_server = AuthorizationServer(issuer, hit.url, hit.document)
-                for value in hit.document.values():
-                    if isinstance(value, str) and value.startswith(("http://", "https://")):
-                        http.scope.add_url(value)
         if found.authorization_server is None:
-            found.problems.append("no authorization server metadata found")
+            tried = "; ".join(_first_of(found.as_attempts[issuer]) for issuer in found.issuers)
+            found.problems.append(
+                f"no authorization server metadata found ({tried or 'no issuer is listed'})"
+            )
     return found
 
 
@@ -165,7 +204,14 @@ def _resource_metadata(http: Http, found: Discovery) -> None:
         if attempt.ok:
             found.prm = attempt
             return
-    found.problems.append("no protected resource metadata found")
+    tried = _first_of(found.prm_attempts) if found.prm_attempts else "no URL in scope"
+    found.problems.append(f"no protected resource metadata found ({tried})")
+
+
+def _first_of(attempts: list[Fetched]) -> str:
+    """The first failed attempt described, and how many more failed."""
+    more = f" (and {len(attempts) - 1} more URLs)" if len(attempts) > 1 else ""
+    return attempts[0].describe() + more
 
 
 def _issuers(found: Discovery, issuer_hint: str | None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from conformance.client_documents import ClientDocuments
 from conformance.config import (
     AuditConfig,
     ClientCredentials,
@@ -57,9 +58,13 @@ class EmbeddedDeployment:
     mcp_url: str
     config: TargetConfig
     servers: list[ServerThread] = field(default_factory=list)
+    # The suite's host for client ID metadata documents, which the reference AS may fetch.
+    documents: ClientDocuments | None = None
 
     def stop(self) -> None:
         stop_all(self.servers)
+        if self.documents is not None:
+            self.documents.close()
 
 
 def defect_catalogue() -> dict[str, tuple[tuple[str, ...], str, tuple[str, ...]]]:
@@ -123,6 +128,7 @@ def start(defects: frozenset[str] = frozenset()) -> EmbeddedDeployment:
     mcp_origin = url_of(mcp_sock)
     mcp_url = f"{mcp_origin}/mcp"
     services = _services({n: url_of(s) for n, s in saas_socks.items()})
+    documents = ClientDocuments()
     settings = ReferenceSettings(
         issuer=issuer,
         mcp_url=mcp_url,
@@ -133,6 +139,12 @@ def start(defects: frozenset[str] = frozenset()) -> EmbeddedDeployment:
             (c.client_id, c.client_secret or "") for c in (_RAS_CLIENT, _OTHER_RAS_CLIENT)
         ),
         downstream=services,
+        # The SSRF guard lets the AS fetch client ID metadata documents from the suite's
+        # loopback document host, trusting only the certificate made for it, and nothing
+        # beyond loopback is ever fetched.
+        cimd_allowed_hosts=(documents.host,),
+        cimd_ca_file=documents.ca_file,
+        cimd_loopback_only=True,
     )
     suite_redirect = TargetConfig().redirect_uri
     idp_settings = mock_idp.IdpSettings(
@@ -184,6 +196,7 @@ def start(defects: frozenset[str] = frozenset()) -> EmbeddedDeployment:
         idp_issuer=idp_issuer,
         issuer=issuer,
         mcp_url=mcp_url,
+        documents=documents,
         config=TargetConfig(
             mcp_url=mcp_url,
             authorization_server=issuer,
@@ -242,6 +255,7 @@ def start(defects: frozenset[str] = frozenset()) -> EmbeddedDeployment:
             (mcp_server.create_app(settings, upstream), mcp_sock, "reference-mcp"),
         ):
             deployment.servers.append(ServerThread(app, sock, name).launch())
+        deployment.servers.extend(documents.launch())
         for server in deployment.servers:
             server.wait_started()
     except BaseException:

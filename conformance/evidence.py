@@ -3,14 +3,17 @@
 Two layers of redaction: structural (known secret-bearing headers, parameters and JSON
 members) and by value (every secret seen once is scrubbed wherever it appears again, e.g. a
 token echoed in an HTML page). JWTs keep their header and claims, which reviewers need to
-see, and lose their signature, without which they cannot be replayed.
+see, and lose their signature, without which they cannot be replayed; a private key in a
+JWK (a DPoP proof's `jwk` header, say) loses its private members wherever it appears.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
+import logging
 import re
 import threading
 from dataclasses import asdict, dataclass, field
@@ -39,19 +42,32 @@ SECRET_FIELDS = {
     "private_key",
     "d",
 }
-_JWT = re.compile(r"\b(eyJ[A-Za-z0-9_-]*)\.(eyJ[A-Za-z0-9_-]*|[A-Za-z0-9_-]*)\.([A-Za-z0-9_-]+)")
+# RFC 7517 §4 / RFC 7518 §6: the members of a JWK that hold private or symmetric key material.
+PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+# A compact JWS (RFC 7515 §7.1); the signature may be empty (`alg: none`).
+_JWT = re.compile(r"\b(eyJ[A-Za-z0-9_-]*)\.(eyJ[A-Za-z0-9_-]*|[A-Za-z0-9_-]*)\.([A-Za-z0-9_-]*)")
 _MIN_SCRUB_LEN = 8
+# httpx logs every request URL at INFO (query-string codes and tokens included) and httpcore
+# every response header at DEBUG (`Set-Cookie`, a `Location` carrying a code), before the
+# suite could redact anything. The evidence is the suite's own, redacted, record of each
+# exchange; these loggers stay at WARNING.
+TRANSPORT_LOGGERS = ("httpx", "httpcore")
+
+
+def silence_transport_logs() -> None:
+    for name in TRANSPORT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def fingerprint(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()[:8]
 
 
-def _mask(value: str) -> str:
-    match = _JWT.fullmatch(value)
-    if match:  # keep header and claims readable; without a signature it cannot be replayed
-        return f"{match.group(1)}.{match.group(2)}.<redacted-signature>"
-    return f"<redacted:{fingerprint(value)}>" if value else value
+def _b64url_json(segment: str) -> Any:
+    try:
+        return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, RecursionError):  # binascii.Error is a ValueError
+        return None
 
 
 class Redactor:
@@ -67,16 +83,45 @@ class Redactor:
                 self._secrets.add(value)
 
     def secret(self, value: str) -> str:
+        if value.startswith("<redacted"):  # redacted before (evidence scrubbed twice)
+            return value
         self.remember(value)
-        return _mask(value)
+        return self._mask(value)
+
+    def _mask(self, value: str) -> str:
+        match = _JWT.fullmatch(value)
+        if match and match.group(3):
+            return self._unsigned(match)
+        return f"<redacted:{fingerprint(value)}>" if value else value
+
+    def _unsigned(self, match: re.Match[str]) -> str:
+        """A JWT as reviewers need it: header and claims readable, but no signature, without
+        which it cannot be replayed."""
+        header, claims, signature = match.groups()
+        return (
+            f"{self._segment(header)}.{self._segment(claims)}."
+            f"{'<redacted-signature>' if signature else ''}"
+        )
+
+    def _segment(self, segment: str) -> str:
+        """A JWT header or claims set, re-encoded only when it holds something secret (e.g. a
+        DPoP proof whose `jwk` carries the private key, which RFC 9449 §4.2 forbids and a
+        negative check sends on purpose)."""
+        decoded = _b64url_json(segment)
+        if not isinstance(decoded, dict):
+            return segment
+        redacted = self.json_value(decoded)
+        if redacted == decoded:
+            return segment
+        return base64.urlsafe_b64encode(json.dumps(redacted).encode()).rstrip(b"=").decode()
 
     def scrub(self, text: str) -> str:
         with self._lock:
             secrets = sorted(self._secrets, key=len, reverse=True)
         for secret in secrets:
             if secret in text:
-                text = text.replace(secret, _mask(secret))
-        return _JWT.sub(lambda m: f"{m.group(1)}.{m.group(2)}.<redacted-signature>", text)
+                text = text.replace(secret, self._mask(secret))
+        return _JWT.sub(self._unsigned, text)
 
     def header(self, name: str, value: str) -> str:
         if name.lower() not in SECRET_HEADERS:
@@ -99,22 +144,25 @@ class Redactor:
 
     def json_value(self, value: Any) -> Any:
         if isinstance(value, dict):
-            return {
-                k: self.secret(v)
-                if k in SECRET_FIELDS and isinstance(v, str)
-                else self.json_value(v)
-                for k, v in value.items()
-            }
+            jwk = "kty" in value
+            return {k: self._member(k, v, jwk) for k, v in value.items()}
         if isinstance(value, list):
             return [self.json_value(v) for v in value]
         return value
+
+    def _member(self, name: str, value: Any, jwk: bool) -> Any:
+        if jwk and name in PRIVATE_JWK_MEMBERS:
+            return self.secret(value) if isinstance(value, str) else "<redacted>"
+        if name in SECRET_FIELDS and isinstance(value, str):
+            return self.secret(value)
+        return self.json_value(value)
 
     def body(self, content: bytes, content_type: str) -> str | None:
         if not content:
             return None
         text = content[: MAX_BODY_CHARS * 4].decode("utf-8", errors="replace")
         if "json" in content_type:
-            with contextlib.suppress(ValueError):
+            with contextlib.suppress(ValueError, RecursionError):
                 text = json.dumps(self.json_value(json.loads(text)), indent=1)
         elif "x-www-form-urlencoded" in content_type:
             text = urlencode(self.pairs(parse_qsl(text, keep_blank_values=True)))

@@ -7,17 +7,18 @@ A fixture that cannot be built raises `PreconditionFailed` (every dependent chec
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from conformance import embedded
+from conformance.client_documents import ClientDocuments
 from conformance.config import TargetConfig
 from conformance.discovery import AuthorizationServer, Discovery, discover, json_object
 from conformance.errors import PreconditionFailed
@@ -91,7 +92,7 @@ def run(pytestconfig: pytest.Config) -> Iterator[Run]:
             redactor.remember(credentials.client_secret if credentials else None)
     if config.audit:
         redactor.remember(config.audit.bearer_token)
-    http = Http(scope, redactor)
+    http = Http(scope, redactor, settings.config.limits)  # `[limits]`, `--http-timeout`
     try:
         yield Run(config, mcp_url, http, redactor, deployment)
     finally:
@@ -110,14 +111,18 @@ def discovery(run: Run) -> Discovery:
 @pytest.fixture(scope="session")
 def resource_metadata(discovery: Discovery) -> dict[str, Any]:
     if discovery.prm is None or discovery.prm.document is None:
-        raise PreconditionFailed("no protected resource metadata could be discovered")
+        raise PreconditionFailed(
+            "no protected resource metadata could be discovered: " + "; ".join(discovery.problems)
+        )
     return discovery.prm.document
 
 
 @pytest.fixture(scope="session")
 def authorization_server(discovery: Discovery) -> AuthorizationServer:
     if discovery.authorization_server is None:
-        raise PreconditionFailed("no authorization server metadata could be discovered")
+        raise PreconditionFailed(
+            "no authorization server metadata could be discovered: " + "; ".join(discovery.problems)
+        )
     return discovery.authorization_server
 
 
@@ -272,6 +277,13 @@ class AttackerIssuer:
     issuer: str
     key: SigningKey
     fetches: list[str]
+    documents: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+
+    def serve(self, path: str, body: bytes, content_type: str) -> str:
+        """Publish `body` at `path` (e.g. a JWK Set for a `jku` header) and return its URL;
+        fetches of it are recorded in `fetches` like those of the metadata and JWKS."""
+        self.documents[path] = (body, content_type)
+        return f"{self.issuer}{path}"
 
 
 @pytest.fixture(scope="session")
@@ -284,6 +296,7 @@ def attacker_issuer() -> Iterator[AttackerIssuer]:
     sock = bind_loopback("127.0.0.2")
     issuer = f"http://127.0.0.2:{sock.getsockname()[1]}"
     fetches: list[str] = []
+    documents: dict[str, tuple[bytes, str]] = {}
 
     async def metadata(request: Request) -> JSONResponse:
         fetches.append(str(request.url))
@@ -301,17 +314,38 @@ def attacker_issuer() -> Iterator[AttackerIssuer]:
         fetches.append(str(request.url))
         return JSONResponse(key.jwks())
 
+    async def document(request: Request) -> Response:
+        fetches.append(str(request.url))
+        if request.url.path not in documents:
+            return Response(status_code=404)
+        body, content_type = documents[request.url.path]
+        return Response(body, media_type=content_type)
+
     app = Starlette(
         routes=[
             Route("/.well-known/oauth-authorization-server", metadata),
             Route("/jwks", jwks),
+            Route("/{path:path}", document),
         ]
     )
     server = ServerThread(app, sock, "attacker-as").start()
     try:
-        yield AttackerIssuer(issuer, key, fetches)
+        yield AttackerIssuer(issuer, key, fetches, documents)
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def client_documents(run: Run) -> ClientDocuments:
+    """The suite's https host for client ID metadata documents (skips when the target cannot
+    reach it: it listens on loopback, where only the embedded reference is)."""
+    documents = run.deployment.documents if run.deployment else None
+    if documents is None:
+        pytest.skip(
+            "the suite serves client ID metadata documents on loopback "
+            f"(https://{ClientDocuments.host}), which a remote target cannot reach"
+        )
+    return documents
 
 
 @pytest.fixture(autouse=True)

@@ -148,17 +148,16 @@ class Flows:
         )
         return str(response.code)
 
-    def redeem(
+    def redemption(
         self,
-        client: Client,
         code: str,
         request: AuthorizationRequest | None,
         extra: list[tuple[str, str]] | None = None,
         *,
         verifier: str | None = _DEFAULT,
-        note: str = "token request",
-        headers: list[tuple[str, str]] | None = None,
-    ) -> httpx.Response:
+    ) -> list[tuple[str, str]]:
+        """The parameters of a token request redeeming `code` (OAuth 2.1 §4.1.3), without the
+        client's authentication."""
         params = [("grant_type", "authorization_code"), ("code", code)]
         if verifier is _DEFAULT:
             verifier = request.pkce.verifier if request and request.pkce else None
@@ -171,6 +170,20 @@ class Flows:
         if resource and not any(name == "resource" for name, _ in extra):
             params.append(("resource", resource))
         params.extend(extra)
+        return params
+
+    def redeem(
+        self,
+        client: Client,
+        code: str,
+        request: AuthorizationRequest | None,
+        extra: list[tuple[str, str]] | None = None,
+        *,
+        verifier: str | None = _DEFAULT,
+        note: str = "token request",
+        headers: list[tuple[str, str]] | None = None,
+    ) -> httpx.Response:
+        params = self.redemption(code, request, extra, verifier=verifier)
         return token_request(
             self.http, self.token_endpoint, client, params, note=note, headers=headers
         )

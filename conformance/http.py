@@ -1,26 +1,41 @@
 """The suite's one HTTP client: bounded in time, size and redirects, and recording evidence.
 
 Every request a check or fixture sends goes through `Http.request`. It never follows
-redirects by itself (flows follow them explicitly, a bounded number of times), caps the
-response body, enforces a wall-clock deadline even against a server that trickles bytes,
-refuses hosts outside the run's scope, and records a redacted `Exchange` into every active
-`recording()`.
+redirects by itself (flows follow them explicitly, a bounded number of times, e.g.
+`get_following`), caps the response body, enforces a wall-clock deadline on every socket
+operation even against a server that trickles its status line one byte at a time, refuses
+hosts outside the run's scope before anything is sent, stops contacting an endpoint that
+keeps timing out, and records a redacted `Exchange` into every active `recording()`.
+
+Each fault ends the request with a `HarnessError` (so the check ends as `error`, never
+`failed`) whose message names the cause and the URL: a timeout, the size cap, a response head
+beyond the parser's cap, the redirect cap, a host out of scope, a refused connection.
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
+import httpcore
 import httpx
 
-from conformance.errors import OutOfScopeRequest, ResponseTooLarge, TargetUnreachable
+from conformance.errors import (
+    ConnectionFailed,
+    MalformedResponse,
+    OutOfScopeRequest,
+    ResponseTooLarge,
+    TargetUnreachable,
+    TimedOut,
+    TooManyRedirects,
+)
 from conformance.evidence import Exchange, Redactor
 
 _recordings: ContextVar[tuple[list[Exchange], ...]] = ContextVar("recordings", default=())
@@ -46,17 +61,152 @@ def _combined(items: Iterable[tuple[str, str]]) -> dict[str, str]:
     return fields
 
 
+MAX_HEADER_BYTES = httpcore.HTTP11Connection.MAX_INCOMPLETE_EVENT_SIZE
+"""The most status line and header bytes a response may have (the HTTP/1.1 parser's cap)."""
+
+
 @dataclass(frozen=True)
 class Limits:
+    """What any one exchange may cost the run, however the target behaves."""
+
     connect_timeout: float = 5.0
-    read_timeout: float = 10.0
+    read_timeout: float = 10.0  # silence between two bytes
     deadline: float = 15.0  # whole exchange, however slowly the bytes arrive
     max_body_bytes: int = 2 * 1024 * 1024
+    max_redirects: int = 5  # hops a flow that follows redirects may take
+    max_timeouts: int = 2  # timeouts in a row after which an endpoint is not contacted again
+
+    def within(self, seconds: float) -> Limits:
+        """These limits with every exchange bounded by `seconds` (`--http-timeout`)."""
+        return replace(
+            self,
+            deadline=seconds,
+            connect_timeout=min(self.connect_timeout, seconds),
+            read_timeout=min(self.read_timeout, seconds),
+        )
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("MB", 1024 * 1024), ("KB", 1024)):
+        if count % scale == 0:
+            return f"{count // scale} {unit}"
+    return f"{count} bytes"
+
+
+# --- the deadline, enforced on every socket operation ------------------------------------
+
+_deadline: ContextVar[float | None] = ContextVar("deadline", default=None)
+
+
+def _remaining(timeout: float | None, expired: type[Exception]) -> float | None:
+    """`timeout`, shortened to what is left of the current exchange's deadline."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise expired("deadline exceeded")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A socket whose every read and write ends by the exchange's deadline: httpx's own
+    timeouts bound the silence between bytes, so a status line sent one byte every few
+    seconds would otherwise never time out."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _remaining(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _remaining(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        bounded = _remaining(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, bounded))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    def __init__(self) -> None:
+        self._backend = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        bounded = _remaining(timeout, httpcore.ConnectTimeout)
+        stream = self._backend.connect_tcp(host, port, bounded, local_address, socket_options)
+        return _DeadlineStream(stream)
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        raise httpcore.ConnectError("the suite speaks TCP only")
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+class _Transport(httpx.HTTPTransport):
+    """httpx's transport over the deadline-bounded sockets above (its pool is rebuilt with
+    the same settings and the other network backend, which httpx does not expose)."""
+
+    def __init__(self, limits: httpx.Limits, socket_options: list[Any]) -> None:
+        super().__init__(limits=limits, socket_options=socket_options)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            socket_options=socket_options,
+            network_backend=_DeadlineBackend(),
+        )
+
+
+class Unresponsive:
+    """Endpoints that timed out `Limits.max_timeouts` times in a row: not contacted again in
+    this run, so a target that hangs costs the run a few deadlines, not one per check."""
+
+    def __init__(self, max_timeouts: int) -> None:
+        self.max_timeouts = max_timeouts
+        self._streaks: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def endpoint(method: str, url: str) -> str:
+        """The method and URL without its query: what one endpoint of the target serves."""
+        parts = urlsplit(url)
+        return f"{method.upper()} {parts.scheme}://{parts.netloc}{parts.path}"
+
+    def given_up(self, method: str, url: str) -> bool:
+        with self._lock:
+            return self._streaks.get(self.endpoint(method, url), 0) >= self.max_timeouts
+
+    def answered(self, method: str, url: str, timed_out: bool) -> None:
+        key = self.endpoint(method, url)
+        with self._lock:
+            self._streaks[key] = self._streaks.get(key, 0) + 1 if timed_out else 0
 
 
 @dataclass
 class HostScope:
-    """Hosts the run may talk to: the target's, what discovery found, what config adds."""
+    """Hosts the run may talk to: the target's and those the configuration names. What a
+    target's documents name is not added: metadata pointing elsewhere is refused, not
+    followed (add a host that is yours to `[target] allowed_hosts`)."""
 
     hosts: set[str] = field(default_factory=set)
 
@@ -70,6 +220,13 @@ class HostScope:
         return host in self.hosts
 
 
+def _out_of_scope(url: str) -> str:
+    return (
+        f"refusing to contact {url}: host not in the run's scope "
+        f"(add it to [target] allowed_hosts in the target config if it is yours)"
+    )
+
+
 def form(pairs: Mapping[str, str] | list[tuple[str, str]]) -> str:
     """Form-encode, keeping repeated keys when given as pairs (duplicate-parameter checks)."""
     return urlencode(list(pairs.items()) if isinstance(pairs, Mapping) else pairs)
@@ -78,10 +235,17 @@ def form(pairs: Mapping[str, str] | list[tuple[str, str]]) -> str:
 class Http:
     """A pooled client with the suite's limits; one per cookie jar (i.e. per signed-in user)."""
 
-    def __init__(self, scope: HostScope, redactor: Redactor, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        scope: HostScope,
+        redactor: Redactor,
+        limits: Limits | None = None,
+        unresponsive: Unresponsive | None = None,
+    ) -> None:
         self.scope = scope
         self.redactor = redactor
         self.limits = limits or Limits()
+        self.unresponsive = unresponsive or Unresponsive(self.limits.max_timeouts)
         self._client = httpx.Client(
             timeout=httpx.Timeout(self.limits.read_timeout, connect=self.limits.connect_timeout),
             follow_redirects=False,
@@ -92,7 +256,7 @@ class Http:
             # Idle connections are dropped after 2 s, before a server's own keep-alive timeout
             # (5 s in uvicorn and many others) can close one just as a request goes out on it
             # ("server disconnected without sending a response").
-            transport=httpx.HTTPTransport(
+            transport=_Transport(
                 limits=httpx.Limits(
                     max_connections=16, max_keepalive_connections=8, keepalive_expiry=2.0
                 ),
@@ -102,7 +266,7 @@ class Http:
 
     def fork(self) -> Http:
         """A client with the same scope and limits and an empty cookie jar."""
-        return Http(self.scope, self.redactor, self.limits)
+        return Http(self.scope, self.redactor, self.limits, self.unresponsive)
 
     def close(self) -> None:
         self._client.close()
@@ -130,9 +294,12 @@ class Http:
         note: str = "",
     ) -> httpx.Response:
         if not self.scope.allows(url):
-            raise OutOfScopeRequest(
-                f"refusing to contact {url}: host not in the run's scope "
-                f"(add it to [target] allowed_hosts in the target config if it is yours)"
+            raise OutOfScopeRequest(_out_of_scope(url))
+        if self.unresponsive.given_up(method, url):
+            raise TimedOut(
+                f"{method} {url} not sent: it timed out {self.unresponsive.max_timeouts} times "
+                f"in a row ({self.limits.deadline:g} s deadline), so the run treats it as "
+                "unreachable"
             )
         header_list = list(headers.items()) if isinstance(headers, Mapping) else list(headers or [])
         if data is not None:
@@ -144,35 +311,86 @@ class Http:
         )
         exchange = self._start_exchange(request, note)
         started = time.monotonic()
+        token = _deadline.set(started + self.limits.deadline)
         try:
-            response = self._send(request, started)
-        except httpx.TimeoutException as exc:
-            exchange.error = f"timed out: {type(exc).__name__}"
-            raise TargetUnreachable(f"{method} {url} timed out") from exc
-        except httpx.TransportError as exc:
-            exchange.error = f"{type(exc).__name__}: {exc}"
-            raise TargetUnreachable(f"{method} {url} failed: {exc or type(exc).__name__}") from exc
-        except ResponseTooLarge as exc:
-            exchange.error = str(exc)
-            raise
+            response = self._send(request)
+        except (httpx.TransportError, ResponseTooLarge) as exc:
+            fault = self._fault(method, url, exc, time.monotonic() - started)
+            exchange.error = str(fault)
+            timed_out = isinstance(exc, httpx.TimeoutException)  # connecting, too
+            self.unresponsive.answered(method, url, timed_out)
+            raise fault from exc
         finally:
+            _deadline.reset(token)
             exchange.elapsed_ms = round((time.monotonic() - started) * 1000, 1)
+        self.unresponsive.answered(method, url, timed_out=False)
         self._finish_exchange(exchange, response)
         return response
 
-    def _send(self, request: httpx.Request, started: float) -> httpx.Response:
+    def get_following(
+        self, url: str, *, headers: Mapping[str, str] | None = None, note: str = ""
+    ) -> httpx.Response:
+        """GET `url`, following redirects within the run's scope, at most
+        `limits.max_redirects` hops; a hop out of scope is refused before it is sent."""
+        chain = [url]
+        for _ in range(self.limits.max_redirects + 1):
+            response = self.get(chain[-1], headers=headers, note=note)
+            if not response.is_redirect:
+                return response
+            location = urljoin(chain[-1], response.headers["location"])
+            if not self.scope.allows(location):
+                raise OutOfScopeRequest(f"GET {chain[-1]} redirected: {_out_of_scope(location)}")
+            chain.append(location)
+        shown = " -> ".join(chain[:3]) + (" -> ..." if len(chain) > 3 else "")
+        raise TooManyRedirects(
+            f"GET {url}: more than {self.limits.max_redirects} redirects ({shown})"
+        )
+
+    def _fault(
+        self, method: str, url: str, exc: Exception, elapsed: float
+    ) -> TargetUnreachable | ResponseTooLarge:
+        """The harness error for a transport fault, saying what happened in words."""
+        limits = self.limits
+        if isinstance(exc, ResponseTooLarge):
+            return exc
+        if isinstance(exc, httpx.ConnectTimeout):
+            return ConnectionFailed(
+                f"{method} {url}: connect timed out: no connection within "
+                f"{min(limits.connect_timeout, limits.deadline):g} s"
+            )
+        if isinstance(exc, httpx.ConnectError):
+            return ConnectionFailed(f"{method} {url}: could not connect ({exc})")
+        if isinstance(exc, httpx.TimeoutException):
+            if elapsed >= limits.deadline - 0.05:
+                return TimedOut(
+                    f"{method} {url} timed out: no complete response within the "
+                    f"{limits.deadline:g} s deadline"
+                )
+            return TimedOut(f"{method} {url} timed out: no data for {limits.read_timeout:g} s")
+        if isinstance(exc, httpx.RemoteProtocolError) and "buffer" in str(exc).lower():
+            # h11's only complaint about a well-formed but endless response head
+            return MalformedResponse(
+                f"{method} {url}: response headers larger than {_size(MAX_HEADER_BYTES)} ({exc})"
+            )
+        if isinstance(exc, httpx.RemoteProtocolError):
+            return MalformedResponse(f"{method} {url}: not a readable HTTP response ({exc})")
+        return TargetUnreachable(f"{method} {url} failed: {exc or type(exc).__name__}")
+
+    def _send(self, request: httpx.Request) -> httpx.Response:
         raw = self._client.send(request, stream=True)
+        too_large = ResponseTooLarge(
+            f"{request.method} {request.url}: response body larger than the "
+            f"{_size(self.limits.max_body_bytes)} limit"
+        )
         try:
+            declared = raw.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.limits.max_body_bytes:
+                raise too_large  # refused before a byte of it is read
             body = bytearray()
             for chunk in raw.iter_bytes():
                 body.extend(chunk)
                 if len(body) > self.limits.max_body_bytes:
-                    raise ResponseTooLarge(
-                        f"{request.method} {request.url}: body over "
-                        f"{self.limits.max_body_bytes} bytes"
-                    )
-                if time.monotonic() - started > self.limits.deadline:
-                    raise httpx.ReadTimeout("deadline exceeded", request=request)
+                    raise too_large
         finally:
             raw.close()
         headers = [

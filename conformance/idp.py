@@ -21,6 +21,7 @@ from conformance.flows import Flows
 from conformance.http import Http
 from conformance.oauth.authorization import AuthorizationRequest
 from conformance.oauth.clients import Client, token_request
+from conformance.oauth.jwt import is_jwt
 from conformance.oauth.token_exchange import (
     ID_JAG_TOKEN_TYPE,
     ID_TOKEN_TYPE,
@@ -129,3 +130,27 @@ def request_id_jag(
     if body:
         http.redactor.remember(body["access_token"])
     return response
+
+
+def minted_id_jag(
+    http: Http,
+    idp: EnterpriseIdp,
+    client: Client,
+    subject: str,
+    *,
+    audience: str | None,
+    resource: str | None,
+    scope: str | None,
+    note: str = "known-good: a fresh ID-JAG from the IdP",
+) -> str:
+    """A fresh ID-JAG (`request_id_jag`); without one nothing built on it can be judged."""
+    response = request_id_jag(
+        http, idp, client, subject, audience=audience, resource=resource, scope=scope, note=note
+    )
+    body = issued(response)
+    token = body.get("access_token") if body else None
+    if not isinstance(token, str) or not is_jwt(token):
+        raise PreconditionFailed(
+            f"the IdP answered a known-good ID-JAG request with {describe(response)}"
+        )
+    return token

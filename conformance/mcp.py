@@ -33,6 +33,27 @@ def tools_call(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
     return jsonrpc("tools/call", {"name": name, "arguments": arguments})
 
 
+def request_headers(
+    *,
+    token: str | None = None,
+    scheme: str = "Bearer",
+    protocol_version: str | None = None,
+    session_id: str | None = None,
+    extra_headers: list[tuple[str, str]] | None = None,
+) -> list[tuple[str, str]]:
+    """The headers of a POST to the MCP endpoint: both media types accepted, a JSON body, the
+    token, the negotiated protocol version and the session (MCP basic/transports)."""
+    headers = [("Accept", ACCEPT), ("Content-Type", "application/json")]
+    if token is not None:
+        headers.append(("Authorization", f"{scheme} {token}"))
+    if protocol_version:
+        headers.append(("MCP-Protocol-Version", protocol_version))
+    if session_id:
+        headers.append(("Mcp-Session-Id", session_id))
+    headers.extend(extra_headers or [])
+    return headers
+
+
 def post(
     http: Http,
     url: str,
@@ -46,14 +67,13 @@ def post(
     note: str = "",
 ) -> httpx.Response:
     """POST one JSON-RPC message to the MCP endpoint, authorized with `token` if given."""
-    headers = [("Accept", ACCEPT), ("Content-Type", "application/json")]
-    if token is not None:
-        headers.append(("Authorization", f"{scheme} {token}"))
-    if protocol_version and message.get("method") != "initialize":
-        headers.append(("MCP-Protocol-Version", protocol_version))
-    if session_id:
-        headers.append(("Mcp-Session-Id", session_id))
-    headers.extend(extra_headers or [])
+    headers = request_headers(
+        token=token,
+        scheme=scheme,
+        protocol_version=protocol_version if message.get("method") != "initialize" else None,
+        session_id=session_id,
+        extra_headers=extra_headers,
+    )
     return http.post(url, headers=headers, json=message, note=note)
 
 

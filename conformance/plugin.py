@@ -7,27 +7,34 @@ point, so it is inert unless `--target` (or a listing option) is given.
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 import sys
+import tempfile
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from conformance import dpop_flows, expiry, fixtures, second_hop
 from conformance.catalogue import load_catalogue
-from conformance.config import TargetConfig, load_config
-from conformance.errors import ConfigError
+from conformance.config import DEFAULT_FUZZ_EXAMPLES, TargetConfig, load_config
+from conformance.errors import ConfigError, HarnessError, PreconditionFailed
+from conformance.evidence import Redactor, silence_transport_logs
 from conformance.login import LoginHookSpec
+from conformance.preflight import PREFLIGHT_FAULT, preflight
 from conformance.records import (
     CHECKS_DIR,
     RECORD_KEY,
     build_record,
+    check_id,
     declared_requirements,
     failure_text,
 )
 from conformance.settings import RUN_SETTINGS, RunSettings
-from conformance.verdict import Outcome
+from conformance.verdict import Outcome, catalogue_level
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -64,6 +71,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=float,
         metavar="SECONDS",
         help="Longest an expiry check waits for a token to expire (default 10); longer: skipped.",
+    )
+    group.addoption(
+        "--fuzz-examples",
+        type=int,
+        metavar="N",
+        help=f"Examples each fuzz check generates (default {DEFAULT_FUZZ_EXAMPLES}; more for "
+        "deeper local runs; the seed stays fixed).",
+    )
+    group.addoption(
+        "--http-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="Longest any one HTTP exchange may take (default 15, or [limits] deadline).",
     )
     group.addoption(
         "--list-defects",
@@ -110,6 +130,10 @@ def _settings(config: pytest.Config) -> RunSettings:
         raise ConfigError(
             f"--max-expiry-wait {option.max_expiry_wait:g}: give zero or more seconds"
         )
+    if option.fuzz_examples is not None and option.fuzz_examples < 1:
+        raise ConfigError(f"--fuzz-examples {option.fuzz_examples}: give one or more")
+    if option.http_timeout is not None and not option.http_timeout > 0:
+        raise ConfigError(f"--http-timeout {option.http_timeout:g}: give more than zero seconds")
     if option.defect and target != "embedded":
         raise ConfigError("--defect works only with --target embedded")
     known_defects = defect_catalogue()
@@ -124,6 +148,9 @@ def _settings(config: pytest.Config) -> RunSettings:
             "describes itself); drop one of them"
         )
     target_config = load_config(option.target_config) if option.target_config else TargetConfig()
+    if option.http_timeout is not None:
+        limits = target_config.limits.within(option.http_timeout)
+        target_config = dataclasses.replace(target_config, limits=limits)
     if target != "embedded" and not target.startswith(("http://", "https://")):
         raise ConfigError(f"--target {target!r} is neither an http(s) URL nor 'embedded'")
     return RunSettings(
@@ -139,6 +166,26 @@ def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
+_PREFLIGHT_FAULT_INPUT = "conformance_preflight_fault"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist: the preflight ran once, in the controller; its fault goes to the workers."""
+    fault = node.config.stash.get(PREFLIGHT_FAULT, None)
+    if fault:
+        node.workerinput[_PREFLIGHT_FAULT_INPUT] = fault
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A target whose MCP endpoint failed the preflight cannot be judged: every check ends as
+    `error` with that fault, at once, instead of each waiting out the same timeouts."""
+    fault = item.config.stash.get(PREFLIGHT_FAULT, None)
+    if fault:
+        raise PreconditionFailed(fault)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
@@ -146,15 +193,22 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     if not config.option.target:
         return
+    fault = getattr(config, "workerinput", {}).get(_PREFLIGHT_FAULT_INPUT)
     try:
         settings = _settings(config)
         if not settings.embedded and not _is_worker(config):
-            from conformance.preflight import preflight
-
-            preflight(settings)
+            fault = preflight(settings)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[RUN_SETTINGS] = settings
+    if fault:
+        config.stash[PREFLIGHT_FAULT] = fault
+    silence_transport_logs()
+    # The fuzz checks' hypothesis keeps a cache (./.hypothesis by default): a run leaves
+    # nothing behind in the user's directory.
+    storage = tempfile.mkdtemp(prefix="mcp-conformance-hypothesis-")
+    set_hypothesis_home_dir(storage)
+    config.add_cleanup(lambda: shutil.rmtree(storage, ignore_errors=True))
     config.pluginmanager.register(fixtures, "mcp-auth-conformance-fixtures")
     config.pluginmanager.register(second_hop, "mcp-auth-conformance-second-hop")
     config.pluginmanager.register(dpop_flows, "mcp-auth-conformance-dpop-flows")
@@ -185,6 +239,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
+REDACTOR = pytest.StashKey[Redactor]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(
+    fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+) -> Generator[None, Any, Any]:
+    """Keep the run's redactor (built by the `run` fixture) for the records' free text."""
+    value = yield
+    if fixturedef.argname == "run" and isinstance(value, fixtures.Run):
+        request.config.stash[REDACTOR] = value.redactor
+    return value
+
+
+def redact_free_text(record: dict[str, Any], redactor: Redactor) -> None:
+    """A check's messages, notes and reason are free text that may quote a credential; the
+    evidence was redacted when it was recorded."""
+    record["reason"] = redactor.scrub(record["reason"])
+    record["notes"] = [redactor.scrub(note) for note in record["notes"]]
+    for finding in record["findings"]:
+        finding["message"] = redactor.scrub(finding["message"])
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -197,6 +274,9 @@ def pytest_runtest_makereport(
         return report
     verdict = item.stash.get(fixtures.VERDICT, None)
     record = build_record(item, call.when, call.excinfo, verdict)
+    redactor = item.config.stash.get(REDACTOR, None)
+    if redactor is not None:
+        redact_free_text(record, redactor)
     report.user_properties.append((RECORD_KEY, record))
     outcome = record["outcome"]
     if outcome in (Outcome.FAILED, Outcome.ERROR):
@@ -224,14 +304,79 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
     return None
 
 
+def _not_run_record(item: pytest.Item, reason: str) -> dict[str, Any]:
+    """The record of a check the run never reached (interrupted, or stopped early)."""
+    requirements = declared_requirements(item)
+    levels = [catalogue_level(r) for r in requirements]
+    doc = getattr(getattr(item, "function", None), "__doc__", None)
+    return {
+        "id": check_id(item),
+        "nodeid": item.nodeid,
+        "title": doc.strip().splitlines()[0] if doc and doc.strip() else item.name,
+        "requirements": list(requirements),
+        "statuses": {},
+        "level": min(levels, key=("MUST", "SHOULD", "MAY").index),
+        "outcome": "not_run",
+        "reason": reason,
+        "findings": [],
+        "notes": [],
+        "evidence": [],
+    }
+
+
+def _stopped(session: pytest.Session, exitstatus: int) -> str:
+    """Why the run ended before its last check, or "" when it did not."""
+    if exitstatus == pytest.ExitCode.INTERRUPTED:
+        return "interrupted"
+    reason = session.shouldfail or session.shouldstop
+    return f"stopped early ({reason})" if reason else ""
+
+
 class CertificationRun:
-    """Collects every check record (also from xdist workers) and reports at the end."""
+    """Collects every check record (also from xdist workers) and reports at the end, also
+    when the run is interrupted: then every check it did not reach is `not_run`."""
 
     def __init__(self, config: pytest.Config, settings: RunSettings) -> None:
         self.config = config
         self.settings = settings
         self.records: list[dict[str, Any]] = []
         self.results: dict[str, Any] | None = None
+        self.collected: list[pytest.Item] = []
+        self.collected_count: int | None = None  # under xdist: counted by the workers
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.collected = list(session.items)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> pytest.TestReport | None:
+        """A check stopped by a `HarnessError` gets its report without pytest rendering the
+        source of every frame (its record says what happened, and the rendering costs about
+        0.1 s an error: minutes against a target where every check errors). Other exceptions,
+        bugs of the suite, keep pytest's traceback."""
+        excinfo = call.excinfo
+        if excinfo is None or not excinfo.errisinstance(HarnessError):
+            return None
+        if not declared_requirements(item):
+            return None
+        return pytest.TestReport(
+            item.nodeid,
+            item.location,
+            dict.fromkeys(item.keywords, 1),
+            "failed",
+            f"{excinfo.typename}: {excinfo.value}",
+            call.when,  # type: ignore[arg-type]  # never "collect" for an item
+            [(f"Captured {key} {when}", text) for when, key, text in item._report_sections],
+            call.duration,
+            call.start,
+            call.stop,
+            user_properties=item.user_properties,
+        )
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        self.collected_count = len(ids)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         record = _record_of(report)
@@ -241,9 +386,18 @@ class CertificationRun:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if _is_worker(self.config):
             return
-        from reports import build_results, write_reports
+        from reports import build_results, run_status, write_reports
 
-        self.results = build_results(self.records, self.settings)
+        stopped = _stopped(session, exitstatus)
+        reached = {r["nodeid"] for r in self.records}
+        unrun = [
+            _not_run_record(item, f"not run: the run was {stopped or 'incomplete'}")
+            for item in self.collected
+            if item.nodeid not in reached
+        ]
+        records = self.records + unrun
+        run = run_status(records, max(len(self.collected), self.collected_count or 0), stopped)
+        self.results = build_results(records, self.settings, run)
         if self.settings.report_dir is not None:
             write_reports(self.results, self.settings.report_dir)
         if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):

@@ -1,29 +1,39 @@
 """Before collecting anything: is the `--target` URL there, and does it look like MCP?
 
 An unreachable or plainly wrong target is a configuration problem: one line that says what
-to fix, within the suite's timeouts, instead of a run of identical errors.
+to fix, within the suite's timeouts, instead of a run of identical errors. A target that
+accepts the connection and then misbehaves (never answers, trickles, sends an endless
+response) is not a configuration problem but a finding about the target: the run goes on,
+every check ends as `error` naming the fault, and the reports are written.
 """
 
 from __future__ import annotations
 
+import pytest
+
 from conformance import mcp
-from conformance.errors import ConfigError, HarnessError
+from conformance.errors import ConfigError, ConnectionFailed, HarnessError
 from conformance.evidence import Redactor
-from conformance.http import HostScope, Http, Limits
+from conformance.http import HostScope, Http
 from conformance.settings import RunSettings
 
-_LIMITS = Limits(connect_timeout=5.0, read_timeout=10.0, deadline=12.0)
+PREFLIGHT_FAULT = pytest.StashKey[str]()
+"""Why the MCP endpoint could not be judged at all, when it accepted but did not answer."""
 
 
-def preflight(settings: RunSettings) -> None:
+def preflight(settings: RunSettings) -> str | None:
+    """None when the target answers like an MCP endpoint; the fault when it misbehaves.
+    Raises `ConfigError` when nothing is there or it is plainly not an MCP endpoint."""
     url = settings.target
     scope = HostScope()
     scope.add_url(url)
-    http = Http(scope, Redactor(), _LIMITS)
+    http = Http(scope, Redactor(), settings.config.limits)
     try:
         response = mcp.post(http, url, mcp.initialize(settings.config.protocol_version))
-    except HarnessError as exc:
+    except ConnectionFailed as exc:
         raise ConfigError(f"target {url} is unreachable ({exc}); check --target") from None
+    except HarnessError as exc:
+        return f"the MCP endpoint failed the preflight initialize, so no check can judge it: {exc}"
     finally:
         http.close()
     content_type = response.headers.get("content-type", "")
@@ -39,3 +49,4 @@ def preflight(settings: RunSettings) -> None:
             f"{response.status_code} {content_type or 'without a content type'}; "
             "--target must be the MCP endpoint URL (e.g. https://host/mcp)"
         )
+    return None

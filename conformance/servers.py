@@ -32,12 +32,23 @@ def url_of(sock: socket.socket) -> str:
 
 
 class ServerThread:
-    """Serves one ASGI app on a pre-bound socket until `stop()`."""
+    """Serves one ASGI app on a pre-bound socket until `stop()`; over TLS when given a
+    certificate chain and key (PEM files), then `url` is https."""
 
-    def __init__(self, app: Any, sock: socket.socket, name: str) -> None:
+    def __init__(
+        self,
+        app: Any,
+        sock: socket.socket,
+        name: str,
+        *,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
+    ) -> None:
         self.name = name
         self.sock = sock
         self.url = url_of(sock)
+        if ssl_certfile is not None:
+            self.url = "https" + self.url.removeprefix("http")
         config = uvicorn.Config(
             app,
             log_level="warning",
@@ -45,6 +56,8 @@ class ServerThread:
             lifespan="on",
             timeout_graceful_shutdown=2,
             timeout_keep_alive=30,  # well beyond the suite's own 2 s idle expiry
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

@@ -20,6 +20,19 @@ class Defect:
 
 
 _D = Defect
+# Every check of a client ID metadata document client: skipped when the AS offers none.
+_CIMD_CHECKS = (
+    "CIMD-METADATA-ADVERTISED",
+    "CIMD-FLOW-WORKS",
+    "CIMD-CLIENT-ID-MATCH",
+    "CIMD-REDIRECT-MATCH",
+    "CIMD-NO-SYMMETRIC-AUTH",
+    "CIMD-DOCUMENT-VALID",
+    "CIMD-DOCUMENT-SIZE-LIMIT",
+    "CIMD-URL-FORM",
+    "CIMD-FETCH-STRICT",
+    "CIMD-SSRF-GUARD",
+)
 
 _ALL: tuple[Defect, ...] = (
     # --- RFC 9728 protected resource metadata (MCP server) ---
@@ -91,18 +104,24 @@ _ALL: tuple[Defect, ...] = (
     ),
     _D(
         "rs-malformed-token-crash",
-        ("RS-MALFORMED-TOKEN-401",),
+        ("RS-MALFORMED-TOKEN-401", "FUZZ-ACCESS-TOKEN"),
         "A token that is not a JWT makes the MCP server answer 500.",
     ),
     _D(
         "rs-ignores-expiry",
-        ("RS-EXPIRED-TOKEN-401",),
+        ("RS-EXPIRED-TOKEN-401", "RS-CLOCK-SKEW-BOUNDED", "FUZZ-ACCESS-TOKEN"),
         "The MCP server does not check `exp` or `nbf`.",
     ),
     _D(
         "rs-ignores-audience",
         # The MCP server then also accepts tokens exchanged for downstream services.
-        ("RS-WRONG-AUDIENCE-401", "TX-RESULT-AUDIENCE"),
+        (
+            "RS-WRONG-AUDIENCE-401",
+            "TX-RESULT-AUDIENCE",
+            "RS-AUD-ARRAY-401",
+            "RS-REJECT-FOREIGN-TOKEN",
+            "FUZZ-ACCESS-TOKEN",
+        ),
         "The MCP server accepts tokens for any audience.",
     ),
     _D(
@@ -117,12 +136,18 @@ _ALL: tuple[Defect, ...] = (
     ),
     _D(
         "rs-skips-signature-check",
-        ("RS-TAMPERED-TOKEN-401",),
+        # Tokens signed by any key pass then, whatever key the header names or offers.
+        (
+            "RS-TAMPERED-TOKEN-401",
+            "RS-UNKNOWN-KID-401",
+            "RS-ISSUER-KEY-CONFUSION-401",
+            "FUZZ-ACCESS-TOKEN",
+        ),
         "The MCP server decodes tokens without verifying their signature.",
     ),
     _D(
         "rs-ignores-typ",
-        ("RS-TYP-AT-JWT",),
+        ("RS-TYP-AT-JWT", "FUZZ-ACCESS-TOKEN"),
         "The MCP server accepts JWTs that are not typed `at+jwt`.",
     ),
     _D(
@@ -186,7 +211,8 @@ _ALL: tuple[Defect, ...] = (
         "as-metadata-no-jwks-uri",
         ("ASM-JWKS-URI",),
         "The metadata omits `jwks_uri` although access tokens are signed JWTs.",
-        masks=("JWTAT-HEADER",),
+        # Without jwks_uri the suite cannot read the public key to forge an HMAC with.
+        masks=("JWTAT-HEADER", "RS-ALG-CONFUSION-401"),
     ),
     # --- authorization endpoint (OAuth 2.1 section 4.1, RFC 7636, RFC 9207, RFC 8707) ---
     _D(
@@ -253,13 +279,15 @@ _ALL: tuple[Defect, ...] = (
     # --- token endpoint (OAuth 2.1 section 3.2, 4.1.3) ---
     _D(
         "token-pkce-not-verified",
-        ("TOKEN-PKCE-VERIFY",),
+        ("TOKEN-PKCE-VERIFY", "FUZZ-TOKEN-ENDPOINT"),
         "The token endpoint does not check `code_verifier`.",
     ),
     _D(
         "token-code-reusable",
         ("TOKEN-CODE-SINGLE-USE", "TOKEN-CODE-REUSE-REVOCATION"),
         "An authorization code can be redeemed more than once.",
+        # Not single-use even sequentially, so a race cannot be judged.
+        masks=("TOKEN-CODE-CONCURRENT-REDEMPTION",),
     ),
     _D(
         "token-code-reuse-keeps-tokens",
@@ -273,7 +301,7 @@ _ALL: tuple[Defect, ...] = (
     ),
     _D(
         "token-redirect-uri-not-checked",
-        ("TOKEN-REDIRECT-URI",),
+        ("TOKEN-REDIRECT-URI", "FUZZ-TOKEN-ENDPOINT"),
         "A `redirect_uri` sent to the token endpoint is not compared with the one authorized.",
     ),
     _D(
@@ -310,7 +338,7 @@ _ALL: tuple[Defect, ...] = (
     ),
     _D(
         "token-error-not-json",
-        ("TOKEN-ERROR-FORMAT",),
+        ("TOKEN-ERROR-FORMAT", "FUZZ-TOKEN-ENDPOINT", "FUZZ-TOKEN-EXCHANGE", "FUZZ-ID-JAG"),
         "Token endpoint errors are plain text with status 500.",
     ),
     _D(
@@ -367,12 +395,12 @@ _ALL: tuple[Defect, ...] = (
     ),
     _D(
         "tx-unknown-subject-token-type-accepted",
-        ("TX-SUBJECT-TOKEN-TYPE",),
+        ("TX-SUBJECT-TOKEN-TYPE", "FUZZ-TOKEN-EXCHANGE"),
         "Any `subject_token_type` is accepted; the token is read as an access token.",
     ),
     _D(
         "tx-subject-token-not-validated",
-        ("TX-SUBJECT-VALIDATED",),
+        ("TX-SUBJECT-VALIDATED", "FUZZ-TOKEN-EXCHANGE"),
         "Subject tokens are decoded without checking signature, issuer or expiry.",
     ),
     _D(
@@ -498,27 +526,27 @@ _ALL: tuple[Defect, ...] = (
     ),
     _D(
         "ras-typ-unchecked",
-        ("IDJAG-RAS-TYP",),
+        ("IDJAG-RAS-TYP", "FUZZ-ID-JAG"),
         "Assertions of any JWT type (e.g. an ID token) are accepted as ID-JAGs.",
     ),
     _D(
         "ras-signature-unchecked",
-        ("IDJAG-RAS-SIGNATURE-ISSUER",),
+        ("IDJAG-RAS-SIGNATURE-ISSUER", "FUZZ-ID-JAG"),
         "Assertion signatures and issuers are not verified.",
     ),
     _D(
         "ras-aud-unchecked",
-        ("IDJAG-RAS-AUD",),
+        ("IDJAG-RAS-AUD", "FUZZ-ID-JAG"),
         "Assertions addressed to another authorization server are accepted.",
     ),
     _D(
         "ras-client-id-unbound",
-        ("IDJAG-RAS-CLIENT-MATCH",),
+        ("IDJAG-RAS-CLIENT-MATCH", "FUZZ-ID-JAG"),
         "Any authenticated client may redeem an ID-JAG issued for another client.",
     ),
     _D(
         "ras-expiry-unchecked",
-        ("IDJAG-RAS-EXPIRY",),
+        ("IDJAG-RAS-EXPIRY", "FUZZ-ID-JAG"),
         "Expired and not-yet-valid assertions are accepted.",
     ),
     _D(
@@ -758,6 +786,7 @@ _ALL: tuple[Defect, ...] = (
             "DPOP-RS-PROOF-JTI-REPLAY",
             "DPOP-RS-JTI-RACE",
             "DPOP-RS-CHALLENGE",
+            "FUZZ-DPOP-PROOF",
         ),
     ),
     _D(
@@ -772,12 +801,12 @@ _ALL: tuple[Defect, ...] = (
     ),
     _D(
         "as-dpop-typ-unchecked",
-        ("DPOP-AS-PROOF-TYP-ALG",),
+        ("DPOP-AS-PROOF-TYP-ALG", "FUZZ-DPOP-PROOF"),
         "The token endpoint accepts DPoP proofs whatever their typ.",
     ),
     _D(
         "as-dpop-signature-unchecked",
-        ("DPOP-AS-PROOF-KEY",),
+        ("DPOP-AS-PROOF-KEY", "FUZZ-DPOP-PROOF"),
         "The token endpoint does not verify a DPoP proof's signature with its jwk.",
     ),
     _D(
@@ -787,12 +816,12 @@ _ALL: tuple[Defect, ...] = (
     ),
     _D(
         "as-dpop-htu-unchecked",
-        ("DPOP-AS-PROOF-HTM-HTU",),
+        ("DPOP-AS-PROOF-HTM-HTU", "FUZZ-DPOP-PROOF"),
         "The token endpoint ignores a DPoP proof's htm and htu.",
     ),
     _D(
         "as-dpop-iat-unchecked",
-        ("DPOP-AS-PROOF-IAT",),
+        ("DPOP-AS-PROOF-IAT", "FUZZ-DPOP-PROOF"),
         "The token endpoint accepts DPoP proofs whatever their iat.",
     ),
     _D(
@@ -848,12 +877,12 @@ _ALL: tuple[Defect, ...] = (
     ),
     _D(
         "rs-dpop-ath-ignored",
-        ("DPOP-RS-ATH",),
+        ("DPOP-RS-ATH", "FUZZ-DPOP-PROOF"),
         "The MCP server does not check the proof's `ath` against the access token.",
     ),
     _D(
         "rs-dpop-typ-unchecked",
-        ("DPOP-RS-PROOF-TYP-ALG",),
+        ("DPOP-RS-PROOF-TYP-ALG", "FUZZ-DPOP-PROOF"),
         "The MCP server accepts proofs whose `typ` is not `dpop+jwt`.",
     ),
     _D(
@@ -864,12 +893,12 @@ _ALL: tuple[Defect, ...] = (
     ),
     _D(
         "rs-dpop-htu-unchecked",
-        ("DPOP-RS-PROOF-HTM-HTU",),
+        ("DPOP-RS-PROOF-HTM-HTU", "FUZZ-DPOP-PROOF"),
         "The MCP server does not compare the proof's `htu` with the request URI.",
     ),
     _D(
         "rs-dpop-iat-unchecked",
-        ("DPOP-RS-PROOF-IAT",),
+        ("DPOP-RS-PROOF-IAT", "FUZZ-DPOP-PROOF"),
         "The MCP server accepts proofs whatever their `iat`.",
     ),
     _D(
@@ -929,10 +958,240 @@ _ALL: tuple[Defect, ...] = (
         "ID-JAG's jti, so concurrent redemptions all succeed (sequential replays are refused).",
     ),
     # --- issue 5: token attacks at the MCP server ---
+    _D(
+        "rs-alg-from-header",
+        ("RS-ALG-CONFUSION-401",),
+        "The MCP server verifies with the algorithm the token header names: an HS256 token is "
+        "checked as an HMAC keyed with the issuer's RSA public key in PEM form.",
+    ),
+    _D(
+        "rs-unknown-kid-unverified",
+        # The fuzzer's tokens re-signed under an unknown kid are served too.
+        ("RS-UNKNOWN-KID-401", "FUZZ-ACCESS-TOKEN"),
+        "A token whose `kid` matches no published key is decoded without verifying its signature.",
+    ),
+    _D(
+        "rs-trusts-header-keys",
+        ("RS-ISSUER-KEY-CONFUSION-401",),
+        "The MCP server verifies with a key the token header supplies: an embedded `jwk`, or the "
+        "key fetched from `jku` or `x5u`.",
+    ),
+    _D(
+        "rs-clock-skew-too-wide",
+        ("RS-CLOCK-SKEW-BOUNDED",),
+        "The MCP server allows ten minutes of clock skew on `exp`, `nbf` and `iat`.",
+    ),
+    _D(
+        "rs-aud-array-unchecked",
+        ("RS-AUD-ARRAY-401",),
+        "The MCP server checks `aud` only when it is a string; an array passes unchecked.",
+    ),
+    _D(
+        "rs-accepts-id-tokens",
+        ("RS-ID-TOKEN-REFUSED",),
+        "A JWT from the AS with ID token claims (`nonce`, `azp`) and no `at+jwt` type is "
+        "validated as an OpenID Connect ID token (audience: any client) and accepted.",
+    ),
+    _D(
+        "rs-accepts-downstream-audience",
+        # The token the AS exchanges for a downstream service is then accepted too.
+        ("RS-REJECT-FOREIGN-TOKEN", "TX-RESULT-AUDIENCE"),
+        "The MCP server accepts the audiences of the downstream services it calls as its own.",
+    ),
+    _D(
+        "rs-accepts-form-token",
+        ("RS-BODY-TOKEN-IGNORED",),
+        "The MCP server takes an access token from an `access_token` form-encoded body parameter.",
+    ),
     # --- issue 5: authorization endpoint attacks ---
+    _D(
+        "authz-redirect-normalised-match",
+        ("AUTHZ-REDIRECT-EXACT-MATCH",),
+        "Redirect URIs are compared as parsed URLs: scheme and host case, userinfo and "
+        "fragment are ignored.",
+    ),
+    _D(
+        "authz-loopback-host-confusion",
+        ("AUTHZ-LOOPBACK-PORT",),
+        "Loopback redirect URIs match on path alone: localhost, 127.0.0.1 and [::1] are one host.",
+    ),
+    _D(
+        "authz-validates-params-before-redirect-uri",
+        ("AUTHZ-BAD-REDIRECT-NO-REDIRECT",),
+        "Request errors (scope, response type, PKCE) are checked before the redirect URI and "
+        "redirected to it unchecked.",
+    ),
+    _D(
+        "authz-missing-params-defaulted",
+        ("AUTHZ-REQUIRED-PARAMS",),
+        "A missing `response_type` is taken as `code`, a missing `redirect_uri` as the first "
+        "registered one.",
+    ),
+    _D(
+        "authz-pkce-challenge-unchecked",
+        ("AUTHZ-PKCE-CHALLENGE-SYNTAX",),
+        "Any `code_challenge` string is accepted, whatever its length and characters.",
+    ),
+    _D(
+        "authz-iss-trailing-slash",
+        ("AUTHZ-ISS-MATCHES-ISSUER",),
+        "Authorization responses carry `iss` with a trailing slash the issuer identifier does "
+        "not have.",
+    ),
+    _D(
+        "token-pkce-downgrade",
+        ("TOKEN-PKCE-DOWNGRADE",),
+        "Confidential clients may omit PKCE, and a `code_verifier` sent for a code issued "
+        "without a challenge is ignored.",
+    ),
+    _D(
+        "token-pkce-verifier-unchecked",
+        ("TOKEN-PKCE-VERIFIER-SYNTAX",),
+        "A `code_verifier` of any length and characters is accepted when its hash matches.",
+    ),
     # --- issue 5: token endpoint and registration attacks ---
+    _D(
+        "token-code-race-double-redeem",
+        ("TOKEN-CODE-CONCURRENT-REDEMPTION",),
+        "The code grant awaits a store round trip between checking and marking a code used, so "
+        "concurrent redemptions of one code all succeed (a sequential replay is refused).",
+    ),
+    _D(
+        "token-public-client-secret-ignored",
+        ("TOKEN-CLIENT-AUTH",),
+        "A client secret sent for a public client is not checked (there is none on file), so "
+        "any secret passes as client authentication.",
+    ),
+    _D(
+        "token-auth-method-not-enforced",
+        ("TOKEN-CLIENT-AUTH-METHOD",),
+        "A client's secret is accepted by any method, whatever token_endpoint_auth_method it "
+        "registered (client_secret_post for a client_secret_basic client).",
+    ),
+    _D(
+        "token-repeated-params-accepted",
+        ("TOKEN-DUPLICATE-PARAMS",),
+        "The token endpoint reads a parameter repeated with the same value as sent once "
+        "(only conflicting repeats are refused).",
+    ),
+    _D(
+        "token-get-accepted",
+        ("TOKEN-POST-ONLY",),
+        "The token endpoint serves GET and reads URI query parameters as request parameters.",
+    ),
+    _D(
+        "dcr-rejects-unknown-metadata",
+        ("DCR-UNKNOWN-METADATA-IGNORED",),
+        "Registration refuses client metadata members it does not understand "
+        "(invalid_client_metadata) instead of ignoring them.",
+    ),
+    _D(
+        "dcr-application-type-not-enforced",
+        ("DCR-APPLICATION-TYPE",),
+        "Registration records and echoes application_type but checks no redirect URI against "
+        "it: a web client registers a loopback http redirect URI.",
+    ),
     # --- issue 5: client ID metadata documents ---
+    _D(
+        "cimd-unsupported",
+        ("CIMD-SUPPORTED",),
+        "The AS does not offer client ID metadata documents: no metadata flag, and a URL "
+        "client_id is an unknown client.",
+        masks=_CIMD_CHECKS,
+    ),
+    _D(
+        "cimd-not-advertised",
+        ("CIMD-METADATA-ADVERTISED", "CIMD-SUPPORTED"),
+        "The AS fetches client ID metadata documents but its metadata omits "
+        "client_id_metadata_document_supported.",
+        masks=_CIMD_CHECKS,
+    ),
+    _D(
+        "cimd-token-endpoint-unaware",
+        ("CIMD-FLOW-WORKS",),
+        "Only the authorization endpoint resolves URL client_ids; the token endpoint answers "
+        "invalid_client for them.",
+    ),
+    _D(
+        "cimd-client-id-not-checked",
+        ("CIMD-CLIENT-ID-MATCH",),
+        "A client ID metadata document is accepted whatever client_id it names.",
+    ),
+    _D(
+        "cimd-redirect-uri-not-checked",
+        ("CIMD-REDIRECT-MATCH",),
+        "For a client ID metadata document client, any redirect URI the request names is "
+        "accepted, listed in the document or not.",
+    ),
+    _D(
+        "cimd-shared-secret-accepted",
+        ("CIMD-NO-SYMMETRIC-AUTH",),
+        "Documents declaring client_secret_* methods or carrying a client_secret are accepted.",
+    ),
+    _D(
+        "cimd-document-structure-lax",
+        ("CIMD-DOCUMENT-VALID",),
+        "Documents are read leniently: any content type, client_name optional, a single "
+        "redirect_uris string taken as a list.",
+    ),
+    _D(
+        "cimd-document-size-unbounded",
+        ("CIMD-DOCUMENT-SIZE-LIMIT",),
+        "Client ID metadata documents are read whatever their size.",
+    ),
+    _D(
+        "cimd-url-form-not-checked",
+        ("CIMD-URL-FORM",),
+        "Any http(s) URL is taken as a client ID metadata document URL: http, no path, dot "
+        "segments, a fragment, userinfo.",
+    ),
+    _D(
+        "cimd-fetch-lax",
+        ("CIMD-FETCH-STRICT",),
+        "Document fetches follow redirects and take any non-5xx answer with a JSON body.",
+    ),
+    _D(
+        "cimd-no-ssrf-guard",
+        ("CIMD-SSRF-GUARD",),
+        "Documents are fetched from any address, loopback and private ones included.",
+    ),
     # --- issue 5: robustness under fuzzing ---
+    _D(
+        "token-redirect-uri-compare-crash",
+        ("FUZZ-TOKEN-ENDPOINT",),
+        "The token endpoint compares redirect_uri with hmac.compare_digest on strings, which "
+        "raises on non-ASCII input: a 500 instead of invalid_grant.",
+    ),
+    _D(
+        "tx-subject-token-type-prefix-match",
+        ("FUZZ-TOKEN-EXCHANGE",),
+        "Token exchange takes any subject_token_type that starts with a supported type URI "
+        "(a prefix match), so an unknown type that extends one gets a token.",
+    ),
+    _D(
+        "as-dpop-jwk-type-crash",
+        ("FUZZ-DPOP-PROOF",),
+        "The token endpoint's proof validation checks that the jwk header is present, not that "
+        "it is an object: a proof whose jwk is a string, number or array gets a 500.",
+    ),
+    _D(
+        "ras-exp-numeric-string",
+        ("FUZZ-ID-JAG",),
+        "The resource AS reads an ID-JAG's exp with int(), so a numeric string (no NumericDate) "
+        "is taken as a valid expiry and the ID-JAG redeemed.",
+    ),
+    _D(
+        "rs-token-typ-type-crash",
+        ("FUZZ-ACCESS-TOKEN",),
+        "The MCP server lower-cases the token's typ header before checking its type: a typ "
+        "that is a number, array or object gets a 500 instead of 401 invalid_token.",
+    ),
+    _D(
+        "rs-jsonrpc-batch-crash",
+        ("FUZZ-MCP-REQUEST",),
+        "The MCP server's scope check reads the request body as one JSON-RPC object, so a "
+        "JSON array (a batch) gets a 500 instead of an error.",
+    ),
 )
 
 DEFECTS: dict[str, Defect] = {d.name: d for d in _ALL}

@@ -56,6 +56,7 @@ class Rules:
     alg: bool = True  # §4.3 (5)
     signature: bool = True  # §4.3 (6)
     public_key_only: bool = True  # §4.3 (7)
+    jwk_object: bool = True  # §4.3 (5): the jwk header is a JWK, i.e. a JSON object
     required_claims: bool = True  # §4.3 (3)
     htm: bool = True  # §4.3 (8)
     htu: bool = True  # §4.3 (9)
@@ -135,7 +136,7 @@ def validate(
     if rules.alg and alg not in ALGORITHMS:
         raise InvalidProof("the proof's alg is not an accepted asymmetric algorithm")
     key = header.get("jwk")
-    if not isinstance(key, dict):
+    if key is None or (rules.jwk_object and not isinstance(key, dict)):
         raise InvalidProof("the proof carries no jwk")
     if rules.public_key_only and _PRIVATE_MEMBERS & key.keys():
         raise InvalidProof("the proof's jwk holds private key material")

@@ -70,6 +70,13 @@ class ReferenceSettings:
     # Exposes POST {issuer}/_test/sign, which signs arbitrary JWTs with the AS key, so the
     # suite can build expired / not-yet-valid / mistyped tokens. Test deployments only.
     test_signer: bool = True
+    # Client ID metadata documents: hosts whose documents may be fetched although they resolve
+    # to special-use addresses (the SSRF guard's allowlist), and the PEM file of the
+    # certificate authorities the fetcher trusts instead of the system's (None: the system's).
+    cimd_allowed_hosts: tuple[str, ...] = ()
+    cimd_ca_file: str | None = None
+    # Test deployments: document URLs must name a loopback address (no name is resolved).
+    cimd_loopback_only: bool = False
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.defects) - set(DEFECTS))

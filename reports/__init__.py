@@ -3,7 +3,9 @@
 A requirement's outcome combines every check that proves it (the worst observation wins) and
 takes its level from the profile being certified, so one run yields a verdict per profile.
 A profile is conformant when none of its requirements failed or could not be judged, and every
-one of them was exercised.
+one of them was exercised. A run that was interrupted (Ctrl-C) or stopped early (`-x`) still
+writes its reports: they say so, list the checks it did not reach as `not_run`, and certify
+no profile.
 """
 
 from __future__ import annotations
@@ -40,8 +42,29 @@ def requirement_status(records: list[dict[str, Any]], rid: str) -> Status | None
     return worst_status(statuses) if statuses else None
 
 
-def build_results(records: list[dict[str, Any]], settings: RunSettings) -> dict[str, Any]:
+def run_status(
+    records: list[dict[str, Any]], collected: int | None = None, stopped: str = ""
+) -> dict[str, Any]:
+    """Whether the run reached every check it collected; `stopped` says why it did not."""
+    ran = sum(1 for r in records if r["outcome"] != "not_run")
+    collected = max(collected or 0, len(records), ran)
+    complete = not stopped and ran == collected
+    note = "" if complete else f"{stopped or 'incomplete'}: {ran} of {collected} checks ran"
+    return {
+        "complete": complete,
+        "interrupted": "interrupted" in stopped,
+        "checks_collected": collected,
+        "checks_run": ran,
+        "note": note,
+    }
+
+
+def build_results(
+    records: list[dict[str, Any]], settings: RunSettings, run: dict[str, Any] | None = None
+) -> dict[str, Any]:
     from profiles import load_profiles
+
+    run = run or run_status(records)
 
     catalogue = load_catalogue()
     records = sorted(records, key=lambda r: r["id"])
@@ -72,7 +95,8 @@ def build_results(records: list[dict[str, Any]], settings: RunSettings) -> dict[
             {
                 "name": profile.name,
                 "title": profile.title,
-                "conformant": counts["failed"] == 0
+                "conformant": run["complete"]
+                and counts["failed"] == 0
                 and counts["error"] == 0
                 and counts["not_run"] == 0,
                 "complete": counts["not_run"] == 0,
@@ -116,6 +140,7 @@ def build_results(records: list[dict[str, Any]], settings: RunSettings) -> dict[
             "defects": sorted(settings.defects),
         },
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "run": run,
         "profiles": profiles,
         "requirements": requirements,
         "checks": records,

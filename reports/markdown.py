@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from conformance.fuzz.runner import REPRODUCER
 from reports.terminal import summary_lines
 
 
@@ -14,6 +15,8 @@ def render_summary(results: dict[str, Any]) -> str:
         "",
         f"- Target: `{target['url']}`" + (" (embedded reference)" if target["embedded"] else ""),
     ]
+    if not results["run"]["complete"]:
+        lines.append(f"- **Incomplete run** ({results['run']['note']}): no profile is certified")
     if target["defects"]:
         lines.append(f"- Defects switched on: {', '.join(f'`{d}`' for d in target['defects'])}")
     lines += [
@@ -47,4 +50,29 @@ def render_summary(results: dict[str, Any]) -> str:
                 f"[{ref['spec']} §{ref['section']}]({ref['url']}) | {why} |"
             )
         lines.append("")
+    lines += _reproducers(results["checks"])
     return "\n".join(lines)
+
+
+def _reproducers(checks: list[dict[str, Any]]) -> list[str]:
+    """Each failed fuzz check's shrunk example: the exact request it sent (redacted) and the
+    answer, as the evidence marked "minimal reproducer" keeps them."""
+    found = [
+        (check, exchange)
+        for check in checks
+        if check["outcome"] != "passed"
+        for exchange in check["evidence"]
+        if str(exchange.get("note", "")).startswith(REPRODUCER)
+    ]
+    if not found:
+        return []
+    lines = ["## Minimal reproducers", ""]
+    for check, exchange in found:
+        headers = [f"{name}: {value}" for name, value in exchange["request_headers"].items()]
+        lines += [f"### {check['id']}", "", exchange["note"], "", "~~~http"]
+        lines += [f"{exchange['method']} {exchange['url']}", *headers, ""]
+        lines += [exchange["request_body"] or "", "~~~", ""]
+        lines += [f"Answer: {exchange['error'] or exchange['status']}", ""]
+        if exchange.get("response_body"):
+            lines += ["~~~", exchange["response_body"][:2000], "~~~", ""]
+    return lines

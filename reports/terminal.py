@@ -15,4 +15,6 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
         verdict = "CONFORMANT" if profile["conformant"] else "NOT CONFORMANT"
         counts = "".join(f"{profile['counts'][c]:>9}" for c in _COLUMNS)
         lines.append(f"{profile['name']:<{width}}  {verdict:<15}{counts}")
+    if not results["run"]["complete"]:
+        lines.append(f"INCOMPLETE RUN ({results['run']['note']}): no profile is certified")
     return lines

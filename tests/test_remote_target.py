@@ -123,6 +123,10 @@ def test_deployment_certified_by_url_and_target_config(
     run = run_suite(tmp_path, "--target", deployment.mcp_url, "--target-config", str(config_file))
     outcomes = run.check_outcomes()
     assert run.exit_code == 0, run.stdout[-3000:]
-    assert outcomes and set(outcomes.values()) == {"passed"}
+    # The suite serves client ID metadata documents on loopback, out of a remote target's reach:
+    # those checks are skipped, saying so; everything else passes.
+    skipped = {check for check, outcome in outcomes.items() if outcome == "skipped"}
+    assert all("test_client_id_metadata_documents.py" in check for check in skipped), skipped
+    assert outcomes and set(outcomes.values()) <= {"passed", "skipped"}
     assert any("[workday]" in check for check in outcomes)  # the second hop ran too
     assert run.results["target"] == {"url": deployment.mcp_url, "embedded": False, "defects": []}

@@ -12,6 +12,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from reference.authorization_server.authorize import authorize_endpoint
+from reference.authorization_server.client_metadata_documents import DocumentFetcher
 from reference.authorization_server.context import Context
 from reference.authorization_server.federation import IdpClient, callback_endpoint
 from reference.authorization_server.introspection import introspection_endpoint
@@ -47,7 +48,7 @@ def create_app(
         Route("/register", registration_endpoint, methods=["POST"]),
         Route("/authorize", authorize_endpoint, methods=["GET"]),
         Route("/callback", callback_endpoint, methods=["GET"]),
-        Route("/token", token_endpoint, methods=["POST"]),
+        Route("/token", token_endpoint, methods=["GET", "POST"]),  # GET: 405 from the endpoint
         Route("/introspect", introspection_endpoint, methods=["POST"]),
         Route("/revoke", revocation_endpoint, methods=["POST"]),
     ]
@@ -55,6 +56,7 @@ def create_app(
         routes.append(Route("/_test/sign", sign_endpoint, methods=["POST"]))
         routes.append(Route("/_test/lifetimes", lifetimes_endpoint, methods=["POST"]))
     app = Starlette(routes=routes)
+    app.state.client_documents = DocumentFetcher(settings)  # client ID metadata documents
     store = Store()
     for client in deployment_clients(settings):
         store.clients[client.client_id] = client

@@ -16,13 +16,15 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
-from reference.authorization_server import federation
+from reference.authorization_server import client_metadata_documents, federation
 from reference.authorization_server.context import Context, context
 from reference.authorization_server.errors import error_page
 from reference.authorization_server.params import (
     Params,
     collect,
     is_absolute_uri_without_fragment,
+    is_pkce_value,
+    is_s256_challenge,
     split_scope,
 )
 from reference.authorization_server.redirects import (
@@ -36,8 +38,6 @@ from reference.authorization_server.registration import LOOPBACK_HOSTS
 from reference.authorization_server.store import Client, ValidatedRequest
 from reference.settings import BASIC_SCOPE, SCOPES_SUPPORTED
 
-# RFC 7636 §4.1/§4.2: code_verifier and S256 challenge alphabet and length.
-_PKCE_VALUE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 _JKT = re.compile(r"^[A-Za-z0-9_-]{43}$")  # base64url of 32 bytes, unpadded
 _LOOPBACK_URI = re.compile(r"^http://(\[[^\]/]*\]|[^/?#:@\[\]]*)(:[0-9]*)?([/?].*)?$", re.S)
 
@@ -45,25 +45,42 @@ _LOOPBACK_URI = re.compile(r"^http://(\[[^\]/]*\]|[^/?#:@\[\]]*)(:[0-9]*)?([/?].
 # --- redirect URI matching (OAuth 2.1 §2.3.1, RFC 8252 §7.3) ---
 
 
-def _loopback_without_port(uri: str) -> str | None:
-    """`uri` with its port removed, if it is an http URI on a loopback host; else None."""
+def _loopback_parts(uri: str) -> tuple[str, str] | None:
+    """(host, path and query) of an http URI on a loopback host, its port left out; else None."""
     m = _LOOPBACK_URI.match(uri)
     if m is None or m.group(1).strip("[]").lower() not in LOOPBACK_HOSTS:
         return None
-    return f"http://{m.group(1)}{m.group(3) or ''}"
+    return m.group(1), m.group(3) or ""
+
+
+def _normalised(uri: str) -> tuple[str, str, int | None, str, str] | None:
+    """For `authz-redirect-normalised-match` only: `uri` as a URL parser sees it (scheme and
+    host lower-cased, userinfo and fragment dropped)."""
+    try:
+        parts = urlsplit(uri)
+        return (parts.scheme, parts.hostname or "", parts.port, parts.path, parts.query)
+    except ValueError:
+        return None
 
 
 def redirect_uri_matches(ctx: Context, registered: str, requested: str) -> bool:
     """Exact string comparison, except that a loopback URI may use any port.
 
-    OAuth 2.1 §4.1.1 / §2.3.1: exact match; RFC 8252 §7.3: the AS MUST allow any port for
-    loopback IP redirect URIs.
+    OAuth 2.1 §4.1.1 / §2.3.1: exact match (RFC 3986 §6.2.1 simple string comparison, so no
+    case folding and no normalisation); RFC 8252 §7.3: the AS MUST allow any port for loopback
+    IP redirect URIs, and only the port (`localhost` and 127.0.0.1 stay different hosts).
     """
     if requested == registered:
         return True
-    if not ctx.defect("authz-loopback-port-strict"):
-        reg, req = _loopback_without_port(registered), _loopback_without_port(requested)
-        if reg is not None and reg == req:
+    reg, req = _loopback_parts(registered), _loopback_parts(requested)
+    if reg is not None and req is not None:
+        if reg == req and not ctx.defect("authz-loopback-port-strict"):
+            return True
+        if reg[1] == req[1] and ctx.defect("authz-loopback-host-confusion"):
+            return True
+    if ctx.defect("authz-redirect-normalised-match"):
+        normalised = _normalised(requested)
+        if normalised is not None and normalised == _normalised(registered):
             return True
     return ctx.defect("authz-redirect-prefix-match") and requested.startswith(registered)
 
@@ -71,10 +88,12 @@ def redirect_uri_matches(ctx: Context, registered: str, requested: str) -> bool:
 def resolve_redirect_uri(ctx: Context, client: Client, requested: str | None) -> str | None:
     """The redirect URI to use, or None if the request names none usable.
 
-    OAuth 2.1 §4.1.1: `redirect_uri` is optional only when exactly one URI is registered.
+    OAuth 2.1 §4.1.1, §2.3.2: `redirect_uri` is optional only when exactly one URI is
+    registered (under `authz-missing-params-defaulted` the first registered URI is used).
     """
     if requested is None:
-        return client.redirect_uris[0] if len(client.redirect_uris) == 1 else None
+        defaulted = len(client.redirect_uris) == 1 or ctx.defect("authz-missing-params-defaulted")
+        return client.redirect_uris[0] if defaulted and client.redirect_uris else None
     if any(redirect_uri_matches(ctx, reg, requested) for reg in client.redirect_uris):
         return requested
     return None
@@ -130,7 +149,10 @@ def refuse_without_redirect(
 
 
 def _check_response_type(ctx: Context, client: Client, response_type: str | None) -> str:
-    """OAuth 2.1 §4.1.1 (`code` only) and §10.1 (no implicit grant)."""
+    """OAuth 2.1 §4.1.1 (`code` only, a missing one is an error) and §10.1 (no implicit
+    grant). Under `authz-missing-params-defaulted` a missing response_type means `code`."""
+    if response_type is None and ctx.defect("authz-missing-params-defaulted"):
+        response_type = "code"
     if response_type is None:
         raise AuthorizationError("invalid_request", "response_type is required")
     if response_type == "token" and ctx.defect("authz-implicit-enabled"):
@@ -146,21 +168,31 @@ def _check_response_type(ctx: Context, client: Client, response_type: str | None
     return response_type
 
 
-def _check_pkce(ctx: Context, params: Params) -> tuple[str | None, str | None]:
-    """OAuth 2.1 §4.1.1 and RFC 7636 §4.3: a `code_challenge` with method S256 is required.
+def _check_pkce(ctx: Context, client: Client, params: Params) -> tuple[str | None, str | None]:
+    """OAuth 2.1 §4.1.1 and RFC 7636 §4.3: a `code_challenge` with method S256 is required,
+    from every client (which also closes the PKCE downgrade path, RFC 9700 §4.8.2).
 
     An omitted method means `plain` (RFC 7636 §4.3), which this AS refuses like any method
-    other than S256 (RFC 7636 §4.4.1: `invalid_request`).
+    other than S256 (RFC 7636 §4.4.1: `invalid_request`). The challenge must fit the grammar
+    (OAuth 2.1 Appendix A.18), and an S256 one must be a SHA-256 value (RFC 7636 §4.2).
     """
     challenge, method = params.get("code_challenge"), params.get("code_challenge_method")
     if challenge is None:
-        if ctx.defect("authz-pkce-optional") and method is None:
+        exempt = ctx.defect("authz-pkce-optional") or (
+            client.confidential and ctx.defect("token-pkce-downgrade")
+        )
+        if exempt and method is None:
             return None, None
         raise AuthorizationError("invalid_request", "code_challenge is required (PKCE)")
-    if not _PKCE_VALUE.match(challenge):
-        raise AuthorizationError("invalid_request", "code_challenge is malformed")
+    unchecked = ctx.defect("authz-pkce-challenge-unchecked")
     if method == "S256":
+        if not (is_s256_challenge(challenge) or unchecked):
+            raise AuthorizationError(
+                "invalid_request", "an S256 code_challenge is 43 base64url characters"
+            )
         return challenge, method
+    if not (is_pkce_value(challenge) or unchecked):
+        raise AuthorizationError("invalid_request", "code_challenge is malformed")
     if method == "plain" and ctx.defect("authz-pkce-plain-accepted"):
         return challenge, method
     if method not in (None, "plain") and ctx.defect("authz-unknown-challenge-method"):
@@ -225,7 +257,9 @@ def validate_request(
             "invalid_request", f"repeated parameter(s): {', '.join(sorted(repeated))}"
         )
     response_type = _check_response_type(ctx, client, params.get("response_type"))
-    challenge, method = (None, None) if response_type == "token" else _check_pkce(ctx, params)
+    challenge, method = (
+        (None, None) if response_type == "token" else _check_pkce(ctx, client, params)
+    )
     resource = check_resource(ctx, params.all("resource"))
     scope = grant_scope(ctx, params.get("scope"))
     return ValidatedRequest(
@@ -239,6 +273,20 @@ def validate_request(
         scope,
         dpop_jkt=_check_dpop_jkt(params.get("dpop_jkt")),
     )
+
+
+def _errors_found_first(
+    ctx: Context, client: Client, requested: str | None, params: Params, repeated: list[str]
+) -> Response | None:
+    """Only under `authz-validates-params-before-redirect-uri`: the request's other errors are
+    checked before its redirect URI and sent to it unchecked (RFC 9700 §4.11.2)."""
+    if requested is None or not ctx.defect("authz-validates-params-before-redirect-uri"):
+        return None
+    try:
+        validate_request(ctx, client, requested, params, repeated)
+    except AuthorizationError as err:
+        return error_redirect(ctx, requested, err, params.get("state"))
+    return None
 
 
 async def authorize_endpoint(request: Request) -> Response:
@@ -260,13 +308,17 @@ async def authorize_endpoint(request: Request) -> Response:
         )
     # (2) OAuth 2.1 §4.1.2.1: never redirect for an unknown client or unregistered URI.
     requested_uri = params.get("redirect_uri")
-    client = ctx.store.clients.get(params.get("client_id") or "")
+    client, problem = await client_metadata_documents.find_client(
+        request, ctx, params.get("client_id"), requested_uri
+    )
     if client is None:
-        return refuse_without_redirect(ctx, None, requested_uri, "unknown client_id", state)
+        return refuse_without_redirect(ctx, None, requested_uri, problem, state)
     redirect_uri = resolve_redirect_uri(ctx, client, requested_uri)
     if redirect_uri is None:
-        return refuse_without_redirect(
-            ctx, client, requested_uri, "redirect_uri is missing or not registered", state
+        return _errors_found_first(ctx, client, requested_uri, params, repeated) or (
+            refuse_without_redirect(
+                ctx, client, requested_uri, "redirect_uri is missing or not registered", state
+            )
         )
     # (3) errors from here on go back to the client.
     try:

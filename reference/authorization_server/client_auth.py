@@ -64,14 +64,35 @@ def presented_credentials(request: Request, form: Params) -> PresentedCredential
 
 
 def verify_secret(ctx: Context, creds: PresentedCredentials) -> Client:
-    """Authenticate a client that presented a secret (OAuth 2.1 §2.4.1)."""
+    """Authenticate a client that presented a secret (OAuth 2.1 §2.4.1, §3.2.2: "authenticate
+    the client if client authentication is included").
+
+    A public client holds no secret, so a secret it presents fails (under
+    `token-public-client-secret-ignored`, the secret goes unchecked). The secret must come by
+    the method the client registered (RFC 7591 §2 `token_endpoint_auth_method`; OAuth 2.1
+    §3.2.4: an unsupported method is `invalid_client`), unless `token-auth-method-not-enforced`.
+    """
     client = ctx.store.clients.get(creds.client_id or "")
+    if (
+        client is not None
+        and client.client_secret is None
+        and ctx.defect("token-public-client-secret-ignored")
+    ):
+        return client
     if (
         client is None
         or client.client_secret is None
         or not hmac.compare_digest(client.client_secret, creds.secret or "")
     ):
         raise OAuthError("invalid_client", "client authentication failed", 401)
+    if creds.method != client.token_endpoint_auth_method and not ctx.defect(
+        "token-auth-method-not-enforced"
+    ):
+        raise OAuthError(
+            "invalid_client",
+            f"this client authenticates with {client.token_endpoint_auth_method}",
+            401,
+        )
     return client
 
 

@@ -52,6 +52,7 @@ def rules(ctx: Context) -> Rules:
         htm=not htu_unchecked,
         htu=not htu_unchecked,
         iat=not ctx.defect("as-dpop-iat-unchecked"),
+        jwk_object=not ctx.defect("as-dpop-jwk-type-crash"),
     )
 
 

@@ -51,7 +51,10 @@ def _header(ctx: Context, assertion: str) -> dict[str, Any]:
         raise _invalid("the assertion is not a JWT") from exc
     if header.get("typ") != ID_JAG_TYP and not ctx.defect("ras-typ-unchecked"):
         raise _invalid(f"the assertion typ must be {ID_JAG_TYP}")
-    if header.get("alg") not in ALGORITHMS and not ctx.defect("ras-signature-unchecked"):
+    alg = header.get("alg")
+    if not (isinstance(alg, str) and alg in ALGORITHMS) and not ctx.defect(
+        "ras-signature-unchecked"
+    ):
         raise _invalid(f"assertion alg {header.get('alg')!r} is not accepted")
     return header
 
@@ -118,6 +121,8 @@ def _check_times(ctx: Context, claims: dict[str, Any]) -> None:
         return
     t = now()
     exp, iat, nbf = claims.get("exp"), claims.get("iat"), claims.get("nbf")
+    if ctx.defect("ras-exp-numeric-string") and isinstance(exp, str) and exp.isdigit():
+        exp = int(exp)
     if not _is_numeric_date(exp) or exp <= t:
         raise _invalid("the assertion has expired or has no exp")
     if iat is not None and (not _is_numeric_date(iat) or iat > t + CLOCK_SKEW):

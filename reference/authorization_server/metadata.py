@@ -57,6 +57,10 @@ def build_metadata(ctx: Context) -> dict[str, Any]:
         # RFC 9449 §5.1: DPoP proofs are accepted at the token endpoint with these algorithms.
         "dpop_signing_alg_values_supported": dpop.signing_algorithms(ctx),
     }
+    # draft-ietf-oauth-client-id-metadata-document-01 §5: URL client_ids are resolved from
+    # their metadata documents.
+    if not ctx.defect("cimd-unsupported") and not ctx.defect("cimd-not-advertised"):
+        doc["client_id_metadata_document_supported"] = True
     if ctx.defect("ras-profile-not-advertised"):
         del doc["authorization_grant_profiles_supported"]
     if ctx.defect("as-dpop-unsupported"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -9,6 +10,11 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 
 from reference.authorization_server.errors import OAuthError
+
+# OAuth 2.1 Appendix A.17-A.18 / RFC 7636 §4.1: code-verifier = code-challenge = 43*128unreserved.
+_PKCE_VALUE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
+# RFC 7636 §4.2: an S256 challenge is BASE64URL(SHA-256(verifier)), 43 characters unpadded.
+_S256_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 @dataclass
@@ -52,6 +58,16 @@ def split_scope(scope: str | None) -> list[str]:
         if s and s not in seen:
             seen.append(s)
     return seen
+
+
+def is_pkce_value(value: str) -> bool:
+    """A code_verifier, or a plain code_challenge: 43 to 128 unreserved characters."""
+    return _PKCE_VALUE.fullmatch(value) is not None
+
+
+def is_s256_challenge(value: str) -> bool:
+    """A value BASE64URL(SHA-256(...)) can take: 43 characters of the base64url alphabet."""
+    return _S256_CHALLENGE.fullmatch(value) is not None
 
 
 def is_absolute_uri_without_fragment(value: str) -> bool:

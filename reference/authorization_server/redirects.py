@@ -35,9 +35,11 @@ def with_params(uri: str, params: dict[str, str], *, fragment: bool = False) -> 
 
 
 def add_iss(ctx: Context, params: dict[str, str]) -> dict[str, str]:
-    """RFC 9207 §2: `iss` in every authorization response (unless `authz-no-iss`)."""
+    """RFC 9207 §2: `iss` in every authorization response (unless `authz-no-iss`), identical to
+    the issuer identifier (§2.3; under `authz-iss-trailing-slash`, with a slash appended)."""
     if not ctx.defect("authz-no-iss"):
-        params["iss"] = ctx.issuer
+        slash = "/" if ctx.defect("authz-iss-trailing-slash") else ""
+        params["iss"] = ctx.issuer + slash
     return params
 
 

@@ -20,6 +20,7 @@ from reference.settings import ReferenceSettings
 SUPPORTED_GRANT_TYPES = ("authorization_code", "refresh_token")
 SUPPORTED_RESPONSE_TYPES = ("code",)
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+APPLICATION_TYPES = ("native", "web")  # OpenID Connect Dynamic Client Registration 1.0 §2
 # Client metadata this AS records and echoes (RFC 7591 §2); anything else is ignored.
 ECHOED_FIELDS = (
     "client_name",
@@ -31,6 +32,17 @@ ECHOED_FIELDS = (
     "policy_uri",
     "software_id",
     "software_version",
+)
+# Every member this AS understands; RFC 7591 §2 says to ignore the rest (under
+# `dcr-rejects-unknown-metadata`, any other member is refused).
+UNDERSTOOD_FIELDS = (
+    "redirect_uris",
+    "grant_types",
+    "response_types",
+    "token_endpoint_auth_method",
+    "dpop_bound_access_tokens",
+    "application_type",
+    *ECHOED_FIELDS,
 )
 
 
@@ -49,15 +61,25 @@ def redirect_uri_problem(uri: Any) -> str | None:
         host = parts.hostname
     except ValueError:
         return f"{uri!r} is not a valid URI"
-    if not parts.scheme or not parts.netloc or not host:
+    if not parts.scheme:
         return f"{uri!r} is not an absolute URI"
+    if parts.scheme not in ("https", "http") or not host:
+        return f"{uri!r} is neither https nor a loopback http URI"
     if parts.username is not None or parts.password is not None:
         return f"{uri!r} carries credentials"
+    if "*" in host:
+        # RFC 9700 §2.1, §4.1.1: redirect URIs are matched exactly; a wildcard host can only
+        # be meant as a pattern.
+        return f"{uri!r} has a wildcard host"
     if parts.scheme == "https":
         return None
     if parts.scheme == "http" and host in LOOPBACK_HOSTS:
         return None
     return f"{uri!r} is neither https nor a loopback http URI"
+
+
+def _is_loopback(uri: str) -> bool:
+    return urlsplit(uri).hostname in LOOPBACK_HOSTS
 
 
 def _redirect_uris(ctx: Context, body: dict[str, Any]) -> list[str]:
@@ -130,15 +152,46 @@ def _dpop_metadata(body: dict[str, Any]) -> dict[str, Any]:
     return {"dpop_bound_access_tokens": value}
 
 
+def _application_type(
+    ctx: Context, body: dict[str, Any], redirect_uris: list[str]
+) -> dict[str, Any]:
+    """OIDC Dynamic Client Registration 1.0 §2 `application_type`, recorded and echoed when
+    sent (MCP 2026-07-28 clients send it): a `native` client registers loopback http redirect
+    URIs (private-use schemes are refused here anyway, MCP 2025-11-25 "Communication
+    Security"), a `web` client https URIs on a non-loopback host; the AS "MUST verify that all
+    the registered redirect_uris conform". When omitted nothing is constrained: RFC 7591 has
+    no such member (under `dcr-application-type-not-enforced`, it is recorded only)."""
+    if "application_type" not in body:
+        return {}
+    value = body["application_type"]
+    if value not in APPLICATION_TYPES:
+        raise OAuthError("invalid_client_metadata", f"unknown application_type {value!r}")
+    if not ctx.defect("dcr-application-type-not-enforced"):
+        for uri in redirect_uris:
+            native_style = _is_loopback(uri) and urlsplit(uri).scheme == "http"
+            if value == "native" and not native_style:
+                raise OAuthError("invalid_redirect_uri", f"a native client cannot register {uri!r}")
+            if value == "web" and _is_loopback(uri):
+                raise OAuthError("invalid_redirect_uri", f"a web client cannot register {uri!r}")
+    return {"application_type": value}
+
+
 def register_client(ctx: Context, body: Any) -> Client:
     """Validate client metadata (RFC 7591 §2, §3.2.2) and record the client."""
     if not isinstance(body, dict):
         raise OAuthError("invalid_client_metadata", "the request body must be a JSON object")
+    unknown = sorted(k for k in body if k not in UNDERSTOOD_FIELDS)
+    if unknown and ctx.defect("dcr-rejects-unknown-metadata"):
+        raise OAuthError("invalid_client_metadata", f"unknown client metadata: {unknown}")
     redirect_uris = _redirect_uris(ctx, body)
     grant_types = _grant_types(ctx, body)
     response_types = _response_types(body)
     method = _auth_method(ctx, body)
-    extra = {k: body[k] for k in ECHOED_FIELDS if k in body} | _dpop_metadata(body)
+    extra = (
+        {k: body[k] for k in ECHOED_FIELDS if k in body}
+        | _dpop_metadata(body)
+        | _application_type(ctx, body, redirect_uris)
+    )
     client = Client(
         client_id=random_token(16),
         redirect_uris=redirect_uris,

@@ -16,7 +16,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from reference.authorization_server import dpop
+from reference.authorization_server import client_metadata_documents, dpop
 from reference.authorization_server.client_auth import (
     PresentedCredentials,
     identify_client,
@@ -37,7 +37,9 @@ from reference.authorization_server.jwt_bearer import GRANT_TYPE as JWT_BEARER
 from reference.authorization_server.jwt_bearer import jwt_bearer_grant
 from reference.authorization_server.params import (
     Params,
+    collect,
     is_absolute_uri_without_fragment,
+    is_pkce_value,
     read_form,
     split_scope,
 )
@@ -53,9 +55,8 @@ SUPPORTED_GRANTS = ("authorization_code", "refresh_token", TOKEN_EXCHANGE, JWT_B
 CONFIDENTIAL_GRANTS = (TOKEN_EXCHANGE, JWT_BEARER)
 # The first hop's token-response defects leave second-hop responses alone.
 FIRST_HOP_GRANTS = ("authorization_code", "refresh_token", "password")
-# Grants OAuth 2.1 removed (§10) or this AS does not offer: refused with a proper error.
-REFUSED_GRANTS = ("password", "client_credentials", "implicit")
-# `rt-race-double-redeem`: seconds of simulated store latency inside the refresh grant.
+# `rt-race-double-redeem`, `token-code-race-double-redeem`: seconds of simulated store
+# latency between reading a one-time credential's state and marking it used.
 RACE_WINDOW = 0.05
 # The mock IdP's test users, for the `token-password-grant-enabled` defect only.
 PASSWORD_USERS = {"alice": "alice-password", "bob": "bob-password"}
@@ -104,14 +105,19 @@ def verify_pkce(ctx: Context, code: AuthorizationCode, verifier: str | None) -> 
     """RFC 7636 §4.6 / OAuth 2.1 §4.1.3: recompute the challenge with the recorded method.
 
     Returns the error to report, or None when the verifier fits. A verifier sent for a code
-    issued without a challenge is `invalid_request` (OAuth 2.1 §3.2.4).
+    issued without a challenge is `invalid_request` (OAuth 2.1 §3.2.4; RFC 9700 §4.8.2, the
+    PKCE downgrade), as is one outside the grammar (RFC 7636 §4.1: 43*128unreserved).
     """
     if code.code_challenge is None:
-        if verifier is not None:
+        if verifier is not None and not ctx.defect("token-pkce-downgrade"):
             return OAuthError("invalid_request", "code_verifier sent but no challenge recorded")
         return None
     if verifier is None:
         return OAuthError("invalid_request", "code_verifier is required")
+    if not is_pkce_value(verifier) and not ctx.defect("token-pkce-verifier-unchecked"):
+        return OAuthError("invalid_request", "code_verifier is not 43-128 unreserved characters")
+    if not verifier.isascii():  # S256 hashes ASCII(code_verifier) (RFC 7636 §4.2): no match
+        return OAuthError("invalid_grant", "code_verifier does not match the code_challenge")
     computed = s256(verifier) if code.code_challenge_method == "S256" else verifier
     if not hmac.compare_digest(computed.encode(), code.code_challenge.encode()):
         return OAuthError("invalid_grant", "code_verifier does not match the code_challenge")
@@ -129,6 +135,8 @@ def _code_error(
     if code.client_id != client.client_id and not ctx.defect("token-code-not-bound-to-client"):
         return OAuthError("invalid_grant", "the code was issued to another client")
     redirect_uri = form.get("redirect_uri")
+    if redirect_uri is not None and ctx.defect("token-redirect-uri-compare-crash"):
+        hmac.compare_digest(redirect_uri, code.redirect_uri)  # TypeError on non-ASCII input
     if (
         redirect_uri is not None
         and redirect_uri != code.redirect_uri
@@ -173,7 +181,12 @@ async def authorization_code_grant(ctx: Context, client: Client, form: Params) -
     if code is None or code.expires_at <= now():
         raise OAuthError("invalid_grant", "unknown or expired authorization code")
     verifier_error = verify_pkce(ctx, code, form.get("code_verifier"))
-    if code.used and not ctx.defect("token-code-reusable"):
+    used = code.used
+    if ctx.defect("token-code-race-double-redeem"):
+        # The defect: a store round trip between reading the code's state and marking it
+        # used, so concurrent redemptions all see it unused (OAuth 2.1 §4.1.3: tokens only once).
+        await asyncio.sleep(RACE_WINDOW)
+    if used and not ctx.defect("token-code-reusable"):
         _replay(ctx, client, code, verifier_error, form)
     error = _code_error(ctx, client, code, form, verifier_error)
     if error is not None:
@@ -305,7 +318,9 @@ def _grant_type(ctx: Context, form: Params, creds: PresentedCredentials) -> str:
         return grant_type
     if grant_type in supported_grants(ctx):
         return grant_type
-    if grant_type not in REFUSED_GRANTS and ctx.defect("token-error-not-json"):
+    # `token-error-not-json` crashes on every unsupported grant but password, whose refusal
+    # TOKEN-NO-PASSWORD-GRANT judges.
+    if grant_type != "password" and ctx.defect("token-error-not-json"):
         raise InternalServerError(f"no handler for grant_type {grant_type!r}")
     client = known_client(ctx, creds)
     if grant_type == "client_credentials" and client is not None and not client.confidential:
@@ -336,11 +351,35 @@ def token_response(ctx: Context, issued: IssuedTokens, grant_type: str) -> JSONR
     return JSONResponse(body, headers={} if cacheable else dict(NO_STORE))
 
 
+async def token_form(ctx: Context, request: Request) -> Params:
+    """The token request's parameters: form-encoded request content only (OAuth 2.1 §3.2.2;
+    §2.4.1: client credentials MUST NOT be included in the request URI), none repeated
+    (§3.2, §3.2.4 `invalid_request`)."""
+    if ctx.defect("token-repeated-params-accepted"):
+        # The defect: a parameter repeated with the same value counts as sent once; only
+        # conflicting repeats are refused.
+        async with request.form() as raw:
+            pairs = dict.fromkeys((k, v) for k, v in raw.multi_items() if isinstance(v, str))
+        form = collect(pairs)
+        if form.repeated(allowed=("resource",)):
+            raise OAuthError("invalid_request", "conflicting repeated parameters")
+        return form
+    form = await read_form(request)
+    if ctx.defect("token-get-accepted"):
+        # The defect: query parameters count as request parameters (a framework's merged
+        # "values"), so a GET, or a POST with its parameters in the URI, is honoured.
+        for name, value in request.query_params.multi_items():
+            if value and name not in form.values:
+                form.values[name] = [value]
+    return form
+
+
 async def issue(ctx: Context, request: Request) -> tuple[str, IssuedTokens]:
     """Authenticate or identify the client, then run the grant. Returns the grant type and
     what was issued."""
-    form = await read_form(request)
+    form = await token_form(ctx, request)
     creds = presented_credentials(request, form)
+    await client_metadata_documents.refresh_client(request, ctx, creds.client_id)
     authenticated = verify_secret(ctx, creds) if creds.secret is not None else None
     grant_type = _grant_type(ctx, form, creds)
     client = authenticated or identify_client(
@@ -365,8 +404,13 @@ async def issue(ctx: Context, request: Request) -> tuple[str, IssuedTokens]:
 
 
 async def token_endpoint(request: Request) -> Response:
-    """POST /token."""
+    """POST /token (any other method: 405, OAuth 2.1 §3.2: token requests use POST)."""
     ctx = context(request)
+    if request.method != "POST" and not ctx.defect("token-get-accepted"):
+        refused = OAuthError("invalid_request", "the token endpoint accepts POST only", 405)
+        response = oauth_error_response(refused, realm=ctx.issuer)
+        response.headers["Allow"] = "POST"
+        return response
     try:
         grant_type, issued = await issue(ctx, request)
     except OAuthError as err:

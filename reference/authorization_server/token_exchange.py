@@ -58,8 +58,13 @@ def _subject_token(ctx: Context, form: Params) -> str:
     if token_type is None:
         if not ctx.defect("tx-subject-token-type-optional"):
             raise OAuthError("invalid_request", "subject_token_type is required")
-    elif token_type not in SUBJECT_TOKEN_TYPES and not ctx.defect(
-        "tx-unknown-subject-token-type-accepted"
+    elif (
+        token_type not in SUBJECT_TOKEN_TYPES
+        and not ctx.defect("tx-unknown-subject-token-type-accepted")
+        and not (
+            ctx.defect("tx-subject-token-type-prefix-match")
+            and token_type.startswith(SUBJECT_TOKEN_TYPES)
+        )
     ):
         raise OAuthError("invalid_request", f"unsupported subject_token_type {token_type!r}")
     return token

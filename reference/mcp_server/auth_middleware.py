@@ -210,12 +210,18 @@ class BearerAuthMiddleware:
     async def _guard(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)
         credentials = self._presented_credentials(scope, headers)
+        body: bytes | None = None
+        if credentials is None and self._form_encoded(scope, headers):
+            body = await read_body(receive)
+            credentials = self._form_credentials(body)
+            receive = replaying_receive(body, receive)
         if credentials is None:
             await self._serve_without_token(scope, receive, send, headers)
             return
         access_token = await self._validate(credentials.token)
         await self._check_possession(scope, headers, credentials, access_token)
-        body = await read_body(receive) if scope["method"] == "POST" else b""
+        if body is None:
+            body = await read_body(receive) if scope["method"] == "POST" else b""
         self._check_scopes(access_token, body)
         self._check_outage(body)
         user = sdk_user(access_token, self.settings.mcp_url)
@@ -242,6 +248,25 @@ class BearerAuthMiddleware:
             return Credentials(BEARER, query_tokens[0])
         # OAuth 2.1 §5.1.1: URI query tokens are not accepted; treated as no token at all.
         return None
+
+    def _form_encoded(self, scope: Scope, headers: Headers) -> bool:
+        """A form-encoded POST, read for a token only under the `rs-accepts-form-token` defect.
+
+        OAuth 2.1 §5.1.2 lets a resource server accept an `access_token` body parameter (MAY);
+        MCP clients must use the `Authorization` header (MCP "Token Requirements"), so this
+        server takes the token from the header alone and a body token counts as none.
+        """
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        return (
+            scope["method"] == "POST"
+            and content_type == "application/x-www-form-urlencoded"
+            and self.settings.defect("rs-accepts-form-token")
+        )
+
+    @staticmethod
+    def _form_credentials(body: bytes) -> Credentials | None:
+        tokens = parse_qs(body.decode("latin-1")).get("access_token", [])
+        return Credentials(BEARER, tokens[0]) if tokens else None
 
     def _credentials(self, header_value: str) -> Credentials | None:
         """RFC 6750 §2.1 or RFC 9449 §7.1 credentials; the scheme is case-insensitive
@@ -302,6 +327,8 @@ class BearerAuthMiddleware:
     def _check_scopes(self, token: AccessToken, body: bytes) -> None:
         """Base scope on every request; per-tool scopes on `tools/call` (RFC 6750 §3.1)."""
         needed = BASE_SCOPES
+        if self.settings.defect("rs-jsonrpc-batch-crash") and body.lstrip()[:1] == b"[":
+            json.loads(body).get("method")  # the body read as one object: a batch raises
         if not self.settings.defect("rs-no-scope-check"):
             per_tool = [
                 required_scopes_for_tool(name, self.tool_scopes)

@@ -2,7 +2,8 @@
 
 RFC 9068 §4 (the resource server validates the signature with keys published by the issuer)
 and RFC 8414 §2 (`jwks_uri`). Keys are looked up by `kid`; an unknown `kid` triggers one
-refetch, so a key rotation at the AS is picked up without restarting the MCP server.
+refetch, so a key rotation at the AS is picked up without restarting the MCP server. Keys a
+token's own header offers (RFC 7515 §4.1.2-4.1.5) are read only under a defect switch.
 """
 
 from __future__ import annotations
@@ -10,11 +11,15 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
 
 HTTP_TIMEOUT = 5.0
 """Seconds allowed for any metadata or JWKS fetch."""
@@ -76,14 +81,20 @@ def _parse_jwks(document: Any) -> dict[str | None, jwt.PyJWK]:
     return keys
 
 
-async def fetch_json(client: httpx.AsyncClient, url: str) -> Any:
-    """GET `url` and return its JSON body; any failure becomes `KeyFetchError`."""
+async def _get(client: httpx.AsyncClient, url: str, accept: str) -> httpx.Response:
+    """GET `url`; a transport failure or a status other than 200 becomes `KeyFetchError`."""
     try:
-        response = await client.get(url, headers={"Accept": "application/json"})
+        response = await client.get(url, headers={"Accept": accept})
     except httpx.HTTPError as exc:
         raise KeyFetchError(f"GET {url} failed: {type(exc).__name__}") from exc
     if response.status_code != 200:
         raise KeyFetchError(f"GET {url} answered {response.status_code}")
+    return response
+
+
+async def fetch_json(client: httpx.AsyncClient, url: str) -> Any:
+    """GET `url` and return its JSON body; any failure becomes `KeyFetchError`."""
+    response = await _get(client, url, "application/json")
     try:
         return response.json()
     except ValueError as exc:
@@ -159,6 +170,35 @@ class KeyStore:
         if not isinstance(jwks_uri, str) or not is_loopback_http_url(jwks_uri):
             raise KeyFetchError("token issuer metadata names no loopback jwks_uri")
         return JwksCache(jwks_uri, self.client)
+
+    async def key_from_header(self, header: Mapping[str, Any]) -> jwt.PyJWK | None:
+        """The key a token's header offers: `jwk`, or fetched from `jku` or `x5u`.
+
+        Only used by the `rs-trusts-header-keys` defect. RFC 8725 §3.8 has the validator use
+        keys that belong to the issuer, and §3.10 warns that following `jku`/`x5u` is a
+        server-side request forgery; these keys belong to whoever made the token. Restricted
+        to loopback URLs so the reference deployment never reaches off the machine.
+        """
+        jwk, jku, x5u = header.get("jwk"), header.get("jku"), header.get("x5u")
+        try:
+            if isinstance(jwk, dict):
+                return jwt.PyJWK(jwk, algorithm="RS256")
+            if isinstance(jku, str) and is_loopback_http_url(jku):
+                kid = header.get("kid")
+                return await JwksCache(jku, self.client).get_key(
+                    kid if isinstance(kid, str) else None
+                )
+            if isinstance(x5u, str) and is_loopback_http_url(x5u):
+                pem = (await _get(self.client, x5u, "application/pem-certificate-chain")).content
+                public_key = x509.load_pem_x509_certificate(pem).public_key()
+                if not isinstance(public_key, rsa.RSAPublicKey):
+                    raise KeyFetchError("the certificate at x5u holds no RSA key")
+                return jwt.PyJWK(RSAAlgorithm.to_jwk(public_key, as_dict=True), algorithm="RS256")
+        except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError) as exc:
+            raise KeyFetchError("the token header names no usable key") from exc
+        except UnknownKeyError as exc:
+            raise KeyFetchError("the JWK Set at jku has no key for the token") from exc
+        return None
 
     async def idp_jwks(self, idp_issuer: str) -> JwksCache:
         """The enterprise IdP's JWK Set, found by OpenID Connect Discovery 1.0 §4 (`jwks_uri`).

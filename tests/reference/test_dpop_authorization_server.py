@@ -65,8 +65,11 @@ class DPoPClient:
 
     def refresh(self, client: dict[str, Any], refresh_token: str, proofs: list[str]) -> Response:
         data = {"grant_type": "refresh_token", "refresh_token": refresh_token}
-        if client.get("client_secret"):
+        method = client.get("token_endpoint_auth_method")
+        if method == "client_secret_basic":
             return self.post(data, proofs, auth=(client["client_id"], client["client_secret"]))
+        if method == "client_secret_post":
+            data["client_secret"] = client["client_secret"]
         return self.post({**data, "client_id": client["client_id"]}, proofs)
 
 

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conformance.discovery import PRM_SUFFIX, Discovery, path_inserted
+from conformance.discovery import PRM_SUFFIX, Discovery, path_inserted, unjudgeable
 from conformance.fixtures import Run
 from conformance.verdict import Verdict
 
@@ -32,10 +32,9 @@ def _secure_or_loopback(url: str) -> bool:
 def test_metadata_is_discoverable(discovery: Discovery, verdict: Verdict) -> None:
     """An unauthenticated client can find the protected resource metadata."""
     verdict.attach(discovery.exchanges)
-    tried = ", ".join(
-        f"{a.url} -> {a.error or a.response.status_code if a.response else '?'}"
-        for a in discovery.prm_attempts
-    )
+    fault = unjudgeable(discovery.prm_attempts)
+    Verdict.precondition(fault is None, f"the metadata could not be fetched: {fault}")
+    tried = "; ".join(a.describe() for a in discovery.prm_attempts)
     verdict.expect(
         "PRM-DISCOVERABLE",
         discovery.prm is not None,
@@ -47,7 +46,7 @@ def test_metadata_is_discoverable(discovery: Discovery, verdict: Verdict) -> Non
 def test_metadata_at_path_inserted_well_known_url(run: Run, verdict: Verdict) -> None:
     """The metadata is served where RFC 9728 §3.1 puts it for this resource identifier."""
     url = path_inserted(run.mcp_url, PRM_SUFFIX)
-    response = run.http.get(url, headers={"Accept": "application/json"})
+    response = run.http.get_following(url, headers={"Accept": "application/json"})
     verdict.expect(
         "PRM-WELLKNOWN-PATH-INSERTION",
         response.status_code == 200,
@@ -145,6 +144,8 @@ def test_listed_authorization_servers_resolve(
     verdict.attach(discovery.exchanges)
     for issuer in servers:
         attempts = discovery.as_attempts.get(issuer, [])
+        fault = unjudgeable(attempts)
+        Verdict.precondition(fault is None, f"metadata of {issuer!r} could not be fetched: {fault}")
         hit = next((a.document for a in attempts if a.ok), None)
         if not verdict.expect(
             "PRM-AUTHZ-SERVERS-RESOLVE",

@@ -168,19 +168,13 @@ def test_challenge_points_to_resource_metadata(
         "[target] allowed_hosts if it belongs to the deployment",
     )
     assert attempt is not None
-    if not verdict.expect(
-        "RS-401-RESOURCE-METADATA",
-        attempt.response is not None,
-        f"GET {url} failed: {attempt.error}",
-    ):
-        return
+    Verdict.precondition(
+        attempt.response is not None, f"the metadata it names could not be fetched: {attempt.error}"
+    )
     assert attempt.response is not None
     status = attempt.response.status_code
-    body = "a JSON object" if attempt.document else "no JSON object"
     if not verdict.expect(
-        "RS-401-RESOURCE-METADATA",
-        status == 200 and bool(attempt.document),
-        f"GET {url} answered {status} with {body}",
+        "RS-401-RESOURCE-METADATA", status == 200 and bool(attempt.document), attempt.describe()
     ):
         return
     assert attempt.document is not None

@@ -47,6 +47,11 @@ def dpop_offered(discovery: Discovery) -> None:
     prm = discovery.prm.document if discovery.prm else None
     server = discovery.authorization_server.metadata if discovery.authorization_server else None
     if _advertised_algs(prm) is None and _advertised_algs(server) is None:
+        # A document that could not be discovered might have advertised it.
+        Verdict.precondition(
+            prm is not None and server is not None,
+            "cannot tell whether DPoP is offered: " + "; ".join(discovery.problems),
+        )
         pytest.skip(
             f"DPoP is not offered: neither the protected resource metadata nor the "
             f"authorization server metadata lists {ALGS_MEMBER}"

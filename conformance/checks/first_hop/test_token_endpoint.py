@@ -1,9 +1,11 @@
 """The token endpoint of the authorization server: the authorization code grant and its errors.
 
-OAuth 2.1 (draft-ietf-oauth-v2-1-13) §3.2 (token requests and responses, §3.2.3 success,
-§3.2.4 errors), §4.1.3 (redeeming a code: single use, client and redirect URI binding, PKCE),
-§2.4 (client authentication) and §10 (no password grant); RFC 7636 §4.6 (the verifier is
-checked); RFC 8707 §2.2 (the `resource` parameter and the token audience).
+OAuth 2.1 (draft-ietf-oauth-v2-1-13) §3.2 (token requests and responses: POST with form-encoded
+content, no repeated parameters, §3.2.3 success, §3.2.4 errors), §4.1.3 (redeeming a code:
+single use, also under concurrency, client and redirect URI binding, PKCE), §2.4 and §3.2.2
+(client authentication by the registered method, RFC 7591 §2), §4.2 and §10 (no client
+credentials for public clients, no password grant); RFC 7636 §4.6 (the verifier is checked);
+RFC 8707 §2.2 (the `resource` parameter and the token audience).
 """
 
 from __future__ import annotations
@@ -17,17 +19,26 @@ import pytest
 
 from conformance import mcp
 from conformance.discovery import json_object
-from conformance.fixtures import Clients, Run
+from conformance.fixtures import Clients, Run, redirect_uris_for, register_test_client
 from conformance.flows import Flows, TokenSet
 from conformance.oauth import jwt
 from conformance.oauth.challenge import parse_www_authenticate
-from conformance.oauth.clients import Client, token_request
+from conformance.oauth.clients import Client, authentication, token_request
 from conformance.oauth.pkce import new_verifier
 from conformance.oauth.token_responses import cache_directives
+from conformance.races import concurrently
 from conformance.verdict import Verdict
 
 _UNKNOWN_SCOPE = "mcp:not-a-real-scope"
 _BEARER_TYPES = ("bearer", "dpop")
+CONCURRENT_REDEMPTIONS = 5
+# Parameters of a code redemption that TOKEN-DUPLICATE-PARAMS sends twice.
+_REPEATED_PARAMS = ("grant_type", "code", "code_verifier", "redirect_uri", "client_id")
+# The secret-based method a client did not register, for TOKEN-CLIENT-AUTH-METHOD.
+_OTHER_SECRET_METHOD = {
+    "client_secret_basic": "client_secret_post",
+    "client_secret_post": "client_secret_basic",
+}
 
 # --- helpers -------------------------------------------------------------------------------
 
@@ -90,12 +101,12 @@ def _bogus_code_params() -> list[tuple[str, str]]:
     ]
 
 
+def _made_up_secret() -> str:
+    return f"wrong-{secrets.token_urlsafe(12)}"
+
+
 def _with_wrong_secret(client: Client) -> Client:
-    return replace(
-        client,
-        client_secret=f"wrong-{secrets.token_urlsafe(12)}",
-        auth_method="client_secret_basic",
-    )
+    return replace(client, client_secret=_made_up_secret(), auth_method="client_secret_basic")
 
 
 def _introspect(flows: Flows, clients: Clients, token: str) -> dict[str, Any]:
@@ -149,6 +160,17 @@ def confidential_tokens(flows: Flows, clients: Clients) -> TokenSet:
     if clients.confidential is None or clients.confidential.client_secret is None:
         pytest.skip("no confidential test client with a secret")
     return flows.tokens(clients.confidential)
+
+
+@pytest.fixture(scope="module")
+def other_confidential(run: Run, registration_endpoint: str | None) -> Client | None:
+    """A second confidential client, whose secret must not authenticate the first (None
+    without dynamic registration)."""
+    if run.config.registration == "preregistered" or not registration_endpoint:
+        return None
+    return register_test_client(
+        run, registration_endpoint, redirect_uris_for(run), "client_secret_basic", "other"
+    )
 
 
 # --- PKCE (RFC 7636 §4.6) ------------------------------------------------------------------
@@ -263,6 +285,44 @@ def test_code_replay_revokes_issued_tokens(
     )
 
 
+@pytest.mark.requirement("TOKEN-CODE-CONCURRENT-REDEMPTION")
+def test_concurrent_redemptions_of_a_code_succeed_at_most_once(
+    flows: Flows, clients: Clients, verdict: Verdict
+) -> None:
+    """Of N redemptions of one code sent at the same moment, at most one gets tokens (OAuth 2.1
+    §4.1.3: "an access token only once for a given authorization code")."""
+    request = flows.request(clients.public)
+    code = flows.code_for(request)
+    n = CONCURRENT_REDEMPTIONS
+
+    def send(index: int) -> httpx.Response:
+        note = f"concurrent redemption {index + 1} of {n}"
+        return flows.redeem(clients.public, code, request, note=note)
+
+    responses = concurrently(n, send)
+    granted = [r for r in responses if flows.token_body(r) is not None]
+    verdict.precondition(
+        granted,
+        f"none of {n} concurrent redemptions of a fresh code succeeded "
+        f"({', '.join(_describe(r) for r in responses)})",
+    )
+    if len(granted) > 1:
+        # A race only if the code is single-use when replayed alone; otherwise
+        # TOKEN-CODE-SINGLE-USE judges it.
+        again = flows.redeem(clients.public, code, request, note="the same code once more, alone")
+        verdict.precondition(
+            flows.token_body(again) is None,
+            "the code is redeemed again when replayed on its own, so it is not single-use "
+            "(see TOKEN-CODE-SINGLE-USE) and a race cannot be judged",
+        )
+    verdict.expect(
+        "TOKEN-CODE-CONCURRENT-REDEMPTION",
+        len(granted) <= 1,
+        f"{len(granted)} of {n} concurrent redemptions of one code got tokens, though the "
+        "code is refused when replayed on its own",
+    )
+
+
 @pytest.mark.requirement("TOKEN-CODE-BOUND-CLIENT")
 def test_code_is_bound_to_its_client(
     flows: Flows, clients: Clients, alice_tokens: TokenSet, verdict: Verdict
@@ -311,6 +371,73 @@ def test_mismatched_redirect_uri_is_refused(
         ("invalid_grant",),
         "a code obtained with redirect URI #1 redeemed with redirect_uri=#2",
     )
+
+
+# --- the request itself (OAuth 2.1 §3.2, §3.2.2) -------------------------------------------
+
+
+@pytest.mark.requirement("TOKEN-DUPLICATE-PARAMS")
+def test_repeated_parameters_are_refused(
+    flows: Flows, clients: Clients, alice_tokens: TokenSet, verdict: Verdict
+) -> None:
+    """A redemption sending one parameter twice, even with the same value, is invalid_request
+    (OAuth 2.1 §3.2: not "included more than once"; §3.2.4)."""
+    public = clients.public
+    for name in _REPEATED_PARAMS:
+        request = flows.request(public)
+        code = flows.code_for(request)
+        params = flows.redemption(code, request)
+        # The client's own identification adds the first client_id; redirect_uri is sent
+        # once, as OAuth 2.0 clients do, before its repeat.
+        values = {
+            **dict(params),
+            "redirect_uri": request.redirect_uri,
+            "client_id": public.client_id,
+        }
+        if name == "redirect_uri":
+            params.append(("redirect_uri", request.redirect_uri))
+        params.append((name, values[name]))
+        response = _post(flows, public, params, f"redeem with {name} sent twice")
+        flows.token_body(response)
+        _expect_refused(
+            verdict,
+            "TOKEN-DUPLICATE-PARAMS",
+            response,
+            ("invalid_request",),
+            f"a redemption with {name} sent twice (the same value both times)",
+        )
+
+
+@pytest.mark.requirement("TOKEN-POST-ONLY")
+def test_parameters_outside_post_content_are_not_honoured(
+    flows: Flows, clients: Clients, alice_tokens: TokenSet, verdict: Verdict
+) -> None:
+    """A redemption sent as GET, or as a POST with its parameters in the URI query, yields no
+    token (OAuth 2.1 §3.2: POST; §3.2.2: parameters in the request content; §2.4.1)."""
+    public = clients.public
+    _, identification = authentication(public)  # a public client: just its client_id
+    variants = {
+        "GET": "a GET with the token request in the URI query",
+        "POST": "a POST with the token request in the URI query and no content",
+    }
+    for method, what in variants.items():
+        request = flows.request(public)
+        code = flows.code_for(request)
+        response = flows.http.request(
+            method,
+            flows.token_endpoint,
+            params=[*flows.redemption(code, request), *identification],
+            headers=[("Accept", "application/json")],
+            note=f"redeem with {what}",
+        )
+        verdict.expect(
+            "TOKEN-POST-ONLY",
+            flows.token_body(response) is None and not response.is_success,
+            f"{what} got {_describe(response)}",
+        )
+        # How a refusal is shaped is TOKEN-ERROR-FORMAT's concern; here it is only noted.
+        if not response.is_success and response.status_code not in (400, 405):
+            verdict.note(f"{what} got {response.status_code}; 405 or 400 is expected")
 
 
 # --- grants (OAuth 2.1 §10) ----------------------------------------------------------------
@@ -529,12 +656,17 @@ def _expect_error_format(
     verdict: Verdict,
     response: httpx.Response,
     status: int,
-    code: str,
+    code: str | tuple[str, ...],
     what: str,
     tolerated: tuple[str, ...] = (),
 ) -> None:
-    """A token error: `status`, application/json, an `error` member equal to `code`."""
+    """A token error: `status`, application/json, an `error` member equal to `code` (or one of
+    them)."""
     rid = "TOKEN-ERROR-FORMAT"
+    codes = (code,) if isinstance(code, str) else code
+    if "no-store" not in cache_directives(response):
+        # §3.2.4 shows Cache-Control: no-store only in its example.
+        verdict.note(f"{what}: the error response has no Cache-Control: no-store")
     verdict.expect(
         rid,
         response.status_code == status,
@@ -548,39 +680,71 @@ def _expect_error_format(
     error = _error_code(response)
     if not verdict.expect(rid, error is not None, f"{what}: the body has no `error` member"):
         return
+    expected = " or ".join(codes)
     if error in tolerated:
-        verdict.tolerate(rid, f"{what}: error={error}, tolerated where {code} is the defined code")
+        verdict.tolerate(rid, f"{what}: error={error}, tolerated where {expected} is defined")
         return
-    verdict.expect(rid, error == code, f"{what}: error={error}, expected {code}")
+    verdict.expect(rid, error in codes, f"{what}: error={error}, expected {expected}")
 
 
 @pytest.mark.requirement("TOKEN-ERROR-FORMAT")
+@pytest.mark.parametrize("grant_type", [None, ""], ids=["absent", "empty"])
 def test_missing_grant_type_is_invalid_request(
-    flows: Flows, clients: Clients, alice_tokens: TokenSet, verdict: Verdict
+    flows: Flows, clients: Clients, alice_tokens: TokenSet, grant_type: str | None, verdict: Verdict
 ) -> None:
-    """A token request without grant_type is 400 invalid_request in JSON (OAuth 2.1 §3.2.4)."""
+    """A token request without grant_type, or with an empty one (treated as omitted, OAuth 2.1
+    §3.2), is 400 invalid_request in JSON (§3.2.4)."""
     params = [p for p in _bogus_code_params() if p[0] != "grant_type"]
-    response = _post(flows, clients.public, params, "token request without grant_type")
+    what = "a token request without grant_type"
+    if grant_type is not None:
+        params.insert(0, ("grant_type", grant_type))
+        what = "a token request with an empty grant_type"
+    response = _post(flows, clients.public, params, what)
     _expect_error_format(
-        verdict,
-        response,
-        400,
-        "invalid_request",
-        "a token request without grant_type",
-        tolerated=("unsupported_grant_type",),
+        verdict, response, 400, "invalid_request", what, tolerated=("unsupported_grant_type",)
     )
 
 
 @pytest.mark.requirement("TOKEN-ERROR-FORMAT")
+@pytest.mark.parametrize(
+    "grant_type",
+    ["foo", "urn:example:mcp-auth-conformance:unknown-grant", "implicit", "token"],
+    ids=["unknown-name", "unknown-absolute-uri", "implicit", "token"],
+)
 def test_unknown_grant_type_is_unsupported(
+    flows: Flows, clients: Clients, alice_tokens: TokenSet, grant_type: str, verdict: Verdict
+) -> None:
+    """A grant type the server does not offer, a name or an extension URI (OAuth 2.1 §4.4), is
+    400 unsupported_grant_type in JSON (§3.2.4)."""
+    params = [
+        ("grant_type", grant_type) if k == "grant_type" else (k, v) for k, v in _bogus_code_params()
+    ]
+    what = f"grant_type={grant_type}"
+    response = _post(flows, clients.public, params, f"token request with {what}")
+    if flows.token_body(response) is not None:
+        verdict.fail("TOKEN-ERROR-FORMAT", f"{what} with a made-up code yielded a token")
+        return
+    _expect_error_format(verdict, response, 400, "unsupported_grant_type", what)
+
+
+@pytest.mark.requirement("TOKEN-ERROR-FORMAT")
+def test_client_credentials_grant_is_refused_to_public_clients(
     flows: Flows, clients: Clients, alice_tokens: TokenSet, verdict: Verdict
 ) -> None:
-    """An unknown grant_type is 400 unsupported_grant_type in JSON (OAuth 2.1 §3.2.4)."""
-    params = [
-        ("grant_type", "foo") if k == "grant_type" else (k, v) for k, v in _bogus_code_params()
-    ]
-    response = _post(flows, clients.public, params, "token request with grant_type=foo")
-    _expect_error_format(verdict, response, 400, "unsupported_grant_type", "grant_type=foo")
+    """grant_type=client_credentials from a public client is unauthorized_client (or
+    unsupported_grant_type where the grant is not offered) and no token (OAuth 2.1 §4.2:
+    confidential clients only; §3.2.4)."""
+    params = [("grant_type", "client_credentials"), ("resource", flows.mcp_url)]
+    if flows.basic_scope:
+        params.append(("scope", flows.basic_scope))
+    what = "grant_type=client_credentials from the public client"
+    response = _post(flows, clients.public, params, what)
+    if flows.token_body(response) is not None:
+        verdict.fail("TOKEN-ERROR-FORMAT", f"{what} yielded a token")
+        return
+    _expect_error_format(
+        verdict, response, 400, ("unauthorized_client", "unsupported_grant_type"), what
+    )
 
 
 @pytest.mark.requirement("TOKEN-ERROR-FORMAT")
@@ -671,3 +835,91 @@ def test_two_client_authentication_methods_are_refused(
         )
         return
     _expect_refused(verdict, "TOKEN-CLIENT-AUTH", response, ("invalid_request",), what)
+
+
+@pytest.mark.requirement("TOKEN-CLIENT-AUTH")
+def test_credentials_that_do_not_authenticate_the_client_are_refused(
+    flows: Flows,
+    clients: Clients,
+    confidential_tokens: TokenSet,
+    other_confidential: Client | None,
+    verdict: Verdict,
+) -> None:
+    """A wrong secret, another client's secret, or a secret from a public client is
+    invalid_client (OAuth 2.1 §3.2.2: the server authenticates any authentication included)."""
+    confidential = clients.confidential
+    assert confidential is not None  # confidential_tokens skips otherwise
+    public = clients.public
+    attempts = [
+        (
+            confidential,
+            replace(confidential, client_secret=_made_up_secret()),
+            f"the confidential client with a wrong secret ({confidential.auth_method})",
+        ),
+        (
+            public,
+            replace(public, client_secret=_made_up_secret(), auth_method="client_secret_post"),
+            "the public client with a client_secret it was never issued",
+        ),
+        (
+            public,
+            replace(public, client_secret=_made_up_secret(), auth_method="client_secret_basic"),
+            "the public client with HTTP Basic credentials it was never issued",
+        ),
+    ]
+    if other_confidential is None:
+        verdict.note(
+            "no second confidential client could be registered: another client's "
+            "secret was not tried"
+        )
+    else:
+        stolen = replace(confidential, client_secret=other_confidential.client_secret)
+        attempts.append(
+            (confidential, stolen, "the confidential client with another client's secret")
+        )
+    for owner, presented, what in attempts:
+        request = flows.request(owner)
+        code = flows.code_for(request)
+        response = flows.redeem(presented, code, request, note=f"redeem as {what}")
+        flows.token_body(response)
+        _expect_refused(
+            verdict,
+            "TOKEN-CLIENT-AUTH",
+            response,
+            ("invalid_client",),
+            f"{what} redeeming its own code",
+            statuses=(400, 401),
+        )
+
+
+@pytest.mark.requirement("TOKEN-CLIENT-AUTH-METHOD")
+def test_secret_sent_by_another_method_is_refused(
+    flows: Flows, clients: Clients, confidential_tokens: TokenSet, verdict: Verdict
+) -> None:
+    """The right secret by a method the client did not register is invalid_client (RFC 7591
+    §2 `token_endpoint_auth_method`; OAuth 2.1 §3.2.4 "unsupported authentication method")."""
+    confidential = clients.confidential
+    assert confidential is not None  # confidential_tokens skips otherwise
+    other = _OTHER_SECRET_METHOD.get(confidential.auth_method)
+    if other is None:
+        pytest.skip(
+            f"the confidential test client authenticates with {confidential.auth_method}, "
+            "not a client secret method"
+        )
+    request = flows.request(confidential)
+    code = flows.code_for(request)
+    response = flows.redeem(
+        replace(confidential, auth_method=other),
+        code,
+        request,
+        note=f"redeem with the right secret sent by {other}",
+    )
+    flows.token_body(response)
+    _expect_refused(
+        verdict,
+        "TOKEN-CLIENT-AUTH-METHOD",
+        response,
+        ("invalid_client",),
+        f"a {confidential.auth_method} client's right secret sent by {other}",
+        statuses=(400, 401),
+    )

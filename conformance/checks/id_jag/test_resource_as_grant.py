@@ -32,7 +32,7 @@ from conformance.discovery import AuthorizationServer, json_object
 from conformance.evidence import Exchange
 from conformance.fixtures import AttackerIssuer, Run
 from conformance.http import recording
-from conformance.idp import EnterpriseIdp, request_id_jag
+from conformance.idp import EnterpriseIdp, minted_id_jag
 from conformance.oauth import jwt
 from conformance.oauth.clients import Client, token_request
 from conformance.oauth.token_exchange import (
@@ -72,7 +72,7 @@ class Grants:
 
     def mint(self, note: str = "known-good: a fresh ID-JAG from the IdP") -> str:
         """A fresh ID-JAG for alice; without one no redemption can be judged (error)."""
-        response = request_id_jag(
+        token = minted_id_jag(
             self.run.http,
             self.idp,
             self.clients.idp,
@@ -82,13 +82,6 @@ class Grants:
             scope=self.target.scope,
             note=note,
         )
-        body = issued(response)
-        token = body.get("access_token") if body else None
-        Verdict.precondition(
-            isinstance(token, str) and jwt.is_jwt(token),
-            f"the IdP answered a known-good ID-JAG request with {describe(response)}",
-        )
-        assert isinstance(token, str)
         self._require_well_formed(token)
         return token
 

@@ -2,8 +2,9 @@
 
 RFC 6750 §2 (the token travels in the `Authorization` header) and §3 (the challenge of a
 refusal), OAuth 2.1 (draft-ietf-oauth-v2-1-13) §5.1 (no tokens in the URI query, scheme name
-matched case-insensitively) and §5.3 (error codes), MCP 2025-11-25 authorization "Access Token
-Usage" (every request carries its token) and "Error Handling" (401 / 403 refusals).
+matched case-insensitively; the form-encoded body method is only a MAY) and §5.3 (error codes),
+MCP 2025-11-25 authorization "Access Token Usage" (every request carries its token, in the
+`Authorization` header) and "Error Handling" (401 / 403 refusals).
 """
 
 from __future__ import annotations
@@ -267,6 +268,40 @@ def test_query_access_token_is_ignored(run: Run, alice_tokens: TokenSet, verdict
             f"the refusal names error={challenge.get('error')!r}: the query token "
             f"seems to have been read (RFC 6750 §3.1: no error code without "
             f"authentication)"
+        )
+
+
+@pytest.mark.requirement("RS-BODY-TOKEN-IGNORED")
+def test_body_access_token_is_ignored(run: Run, alice_tokens: TokenSet, verdict: Verdict) -> None:
+    """A valid token as a form-encoded `access_token` or in a message's `_meta` counts as no
+    token (MCP "Token Requirements"; OAuth 2.1 §5.1.2, RFC 6750 §2.2: a MAY MCP has no use for)."""
+    _require_token_works(run, alice_tokens, verdict)
+    token = alice_tokens.access_token
+    form_headers = [("Accept", mcp.ACCEPT), ("Content-Type", "application/x-www-form-urlencoded")]
+
+    def form(data: dict[str, str], note: str) -> httpx.Response:
+        return run.http.post(run.mcp_url, headers=form_headers, data=data, note=note)
+
+    message = mcp.initialize(run.config.protocol_version)
+    message["params"]["_meta"] = {"access_token": token}
+    # Ignored means: the same outcome as the same request without any token (normally 401).
+    for what, response, baseline in (
+        (
+            "a form-encoded POST with access_token=<alice's valid token>",
+            form({"access_token": token}, "form-encoded POST with alice's token, no Authorization"),
+            form({}, "form-encoded POST without any token"),
+        ),
+        (
+            "initialize with params._meta.access_token=<alice's valid token>",
+            _post(run, message, note="initialize with alice's token in _meta, no Authorization"),
+            _initialize(run, None, note="initialize without any token"),
+        ),
+    ):
+        verdict.expect(
+            "RS-BODY-TOKEN-IGNORED",
+            response.status_code == baseline.status_code,
+            f"{what} and no Authorization header got {_describe(response)}, while the same "
+            f"request without any token got {baseline.status_code}",
         )
 
 
