@@ -10,6 +10,7 @@ JWK (a DPoP proof's `jwk` header, say) loses its private members wherever it app
 from __future__ import annotations
 
 import base64
+import bisect
 import contextlib
 import hashlib
 import json
@@ -76,11 +77,17 @@ class Redactor:
     def __init__(self) -> None:
         self._secrets: set[str] = set()
         self._lock = threading.Lock()
+        # The secrets by length (ascending), rebuilt when one is added: a text is only searched
+        # for the secrets that fit in it (most texts scrubbed are short header values).
+        self._by_length: list[str] = []
+        self._lengths: list[int] = []
 
     def remember(self, value: str | None) -> None:
         if value and len(value) >= _MIN_SCRUB_LEN:
             with self._lock:
-                self._secrets.add(value)
+                if value not in self._secrets:
+                    self._secrets.add(value)
+                    self._by_length = []
 
     def secret(self, value: str) -> str:
         if value.startswith("<redacted"):  # redacted before (evidence scrubbed twice)
@@ -117,8 +124,11 @@ class Redactor:
 
     def scrub(self, text: str) -> str:
         with self._lock:
-            secrets = sorted(self._secrets, key=len, reverse=True)
-        for secret in secrets:
+            if len(self._by_length) != len(self._secrets):
+                self._by_length = sorted(self._secrets, key=len)
+                self._lengths = [len(secret) for secret in self._by_length]
+            by_length, fitting = self._by_length, bisect.bisect_right(self._lengths, len(text))
+        for secret in reversed(by_length[:fitting]):  # longest first
             if secret in text:
                 text = text.replace(secret, self._mask(secret))
         return _JWT.sub(self._unsigned, text)
