@@ -28,6 +28,7 @@ from reference.authorization_server.store import Store
 from reference.authorization_server.test_hooks import lifetimes_endpoint
 from reference.authorization_server.test_signer import sign_endpoint
 from reference.authorization_server.token import token_endpoint
+from reference.server_errors import SERVER_ERROR_HANDLERS
 from reference.settings import ReferenceSettings
 from reference.upstream import UpstreamIdentities
 
@@ -55,7 +56,7 @@ def create_app(
     if settings.test_signer:
         routes.append(Route("/_test/sign", sign_endpoint, methods=["POST"]))
         routes.append(Route("/_test/lifetimes", lifetimes_endpoint, methods=["POST"]))
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers=SERVER_ERROR_HANDLERS)
     app.state.client_documents = DocumentFetcher(settings)  # client ID metadata documents
     store = Store()
     for client in deployment_clients(settings):

@@ -36,6 +36,7 @@ from reference.mcp_server.keys import KeyStore
 from reference.mcp_server.metadata import metadata_routes
 from reference.mcp_server.token_validation import TokenValidator
 from reference.mcp_server.tools import create_mcp_server, tool_scopes
+from reference.server_errors import SERVER_ERROR_HANDLERS
 from reference.settings import ReferenceSettings
 from reference.upstream import UpstreamIdentities
 
@@ -94,4 +95,5 @@ def create_app(
             )
         ],
         lifespan=lifespan,
+        exception_handlers=SERVER_ERROR_HANDLERS,
     )
