@@ -42,14 +42,23 @@ _recordings: ContextVar[tuple[list[Exchange], ...]] = ContextVar("recordings", d
 
 
 @contextlib.contextmanager
-def recording(into: list[Exchange] | None = None) -> Iterator[list[Exchange]]:
-    """Collect every exchange made inside the block (nested recordings all receive them)."""
+def recording(
+    into: list[Exchange] | None = None, *, alone: bool = False
+) -> Iterator[list[Exchange]]:
+    """Collect every exchange made inside the block. Enclosing recordings receive them too,
+    unless `alone`: then only this one does (exchanges kept out of a check's evidence)."""
     exchanges = [] if into is None else into
-    token = _recordings.set((*_recordings.get(), exchanges))
+    token = _recordings.set((exchanges,) if alone else (*_recordings.get(), exchanges))
     try:
         yield exchanges
     finally:
         _recordings.reset(token)
+
+
+def record(exchange: Exchange) -> None:
+    """Add `exchange` to every recording in force."""
+    for exchanges in _recordings.get():
+        exchanges.append(exchange)
 
 
 def _combined(items: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -412,8 +421,7 @@ class Http:
             request_body=r.body(request.content, request.headers.get("content-type", "")),
             note=note,
         )
-        for exchanges in _recordings.get():
-            exchanges.append(exchange)
+        record(exchange)
         return exchange
 
     def _finish_exchange(self, exchange: Exchange, response: httpx.Response) -> None:

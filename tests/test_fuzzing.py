@@ -33,6 +33,8 @@ from conformance.fuzz.properties import (
     token_error,
 )
 from conformance.fuzz.runner import REPRODUCER, Judgement, Observed, Target, fuzz, held, violated
+from conformance.http import record as record_exchange
+from conformance.http import recording
 from conformance.oauth.dpop import DPoPKey
 from conformance.verdict import Status, Verdict
 from tests.conftest import SuiteRun, run_suite_forked
@@ -189,7 +191,7 @@ class _Target:
 
     def attempt(self, value: int) -> Judgement:
         self.sent.append(value)
-        self.verdict.evidence.append(_exchange(value))  # as the check's recording would
+        record_exchange(_exchange(value))  # as the suite's HTTP client does
         if value >= self.threshold:
             return violated(f"{value} broke it")
         return held()
@@ -199,12 +201,14 @@ def test_runner_shrinks_to_a_minimal_reproducer_and_keeps_only_it() -> None:
     verdict = Verdict(("FUZZ-TOKEN-ENDPOINT",))
     fake = _Target(1000, verdict)
     target = Target("integers", [st.integers(0, 10**6)], fake.attempt)
-    fuzz(verdict, "FUZZ-TOKEN-ENDPOINT", target, 200)
+    with recording(verdict.evidence):  # the check's recording
+        fuzz(verdict, "FUZZ-TOKEN-ENDPOINT", target, 200)
     assert verdict.statuses()["FUZZ-TOKEN-ENDPOINT"] is Status.VIOLATED
     [finding] = verdict.findings
     assert finding.message.startswith("integers, 1000: 1000 broke it")
     assert len(fake.sent) == len(set(fake.sent)), "a mutation was sent twice"
-    assert verdict.evidence == [], "the fuzzed exchanges stay out of the evidence"
+    [kept] = verdict.evidence  # the fuzzed exchanges stay out of the evidence, but this one
+    assert kept.request_body == "n=1000" and REPRODUCER in kept.note
     assert any(REPRODUCER in note for note in verdict.notes)
 
 
@@ -212,7 +216,8 @@ def test_runner_records_a_pass_and_the_count() -> None:
     verdict = Verdict(("FUZZ-TOKEN-ENDPOINT",))
     fake = _Target(10**9, verdict)
     target = Target("integers", [st.integers(0, 100), st.integers(200, 300)], fake.attempt)
-    fuzz(verdict, "FUZZ-TOKEN-ENDPOINT", target, 10)
+    with recording(verdict.evidence):  # the check's recording
+        fuzz(verdict, "FUZZ-TOKEN-ENDPOINT", target, 10)
     assert verdict.statuses()["FUZZ-TOKEN-ENDPOINT"] is Status.SATISFIED
     assert verdict.evidence == []
     assert any(re.search(r"5 examples in each of 2 strata", note) for note in verdict.notes)

@@ -18,8 +18,7 @@ the check as `error` once the search stops, like any lost precondition.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from random import Random
@@ -92,21 +91,9 @@ class Probe:
     exchanges: list[Exchange]
 
 
-@contextlib.contextmanager
-def _aside(evidence: list[Exchange]) -> Iterator[list[Exchange]]:
-    """The exchanges made inside the block, kept out of `evidence` (the check's recording)."""
-    mark = len(evidence)
-    try:
-        with recording() as exchanges:
-            yield exchanges
-    finally:
-        del evidence[mark:]
-
-
 @dataclass
 class _Search(Generic[M]):
     target: Target[M]
-    evidence: list[Exchange]
     limit: int
     probes: dict[M, Probe] = field(default_factory=dict)
     harness_error: HarnessError | None = None
@@ -118,7 +105,7 @@ class _Search(Generic[M]):
             return probe.judgement.violated
         if self.harness_error is not None or len(self.probes) >= self.limit:
             return False
-        with _aside(self.evidence) as exchanges:
+        with recording(alone=True) as exchanges:  # evidence only if it is the reproducer
             try:
                 judgement = self.target.attempt(mutation)
             except HarnessError as exc:
@@ -173,7 +160,7 @@ def fuzz(verdict: Verdict, requirement: str, target: Target[M], examples: int) -
     with a failure. True when the property held."""
     per_stratum = max(1, round(examples / max(1, len(target.strata))))
     budget = per_stratum * len(target.strata) + SHRINK_BUDGET
-    search = _Search(target, verdict.evidence, limit=budget)
+    search = _Search(target, limit=budget)
     minimal: M | None = None
     for stratum in target.strata:
         try:
