@@ -39,21 +39,21 @@ class SuiteRun:
         return {r["id"]: r["outcome"] for r in self.results["requirements"]}
 
 
+def suite_options(report_dir: Path | str, *args: str) -> list[str]:
+    """pytest's arguments for a certification as a user runs it, writing to `report_dir`."""
+    return ["-p", "no:cacheprovider", "--report-dir", str(report_dir), *args]
+
+
+def suite_command(report_dir: Path | str, *args: str) -> list[str]:
+    """`python -m pytest` with `suite_options`, for a fresh process."""
+    return [sys.executable, "-m", "pytest", *suite_options(report_dir, *args)]
+
+
 def run_suite(tmp_path: Path, *args: str, timeout: float = SUITE_TIMEOUT) -> SuiteRun:
     """`pytest ARGS --report-dir DIR` in a fresh process, from a directory outside the repo."""
     report_dir = tmp_path / "report"
     completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            "--report-dir",
-            str(report_dir),
-            *args,
-        ],
+        suite_command(report_dir, "-q", *args),
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -104,7 +104,7 @@ def run_suite_forked(tmp_path: Path, *args: str, timeout: float = SUITE_TIMEOUT)
     # The preloaded packages are part of the suite's distribution, which pytest marks for
     # assertion rewriting; they hold no asserts that checks rely on.
     quiet = ["-W", "ignore::pytest.PytestAssertRewriteWarning"]
-    argv = ["-p", "no:cacheprovider", "-q", *quiet, "--report-dir", str(report_dir), *args]
+    argv = suite_options(report_dir, "-q", *quiet, *args)
     process = _forkserver.Process(
         target=_forked_pytest, args=(argv, str(tmp_path), str(out), str(err))
     )

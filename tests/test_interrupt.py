@@ -14,7 +14,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import jsonschema
 
 from reports import results_schema
-from tests.conftest import SuiteRun
+from tests.conftest import SuiteRun, suite_command
 
 CHECKS_BEFORE_INTERRUPT = 20
 STOP_BOUND = 10.0  # seconds from SIGINT to exit
@@ -33,19 +32,13 @@ def _interrupted_run(tmp_path: Path) -> tuple[SuiteRun, float]:
     """The run, and the seconds it took to exit after SIGINT."""
     report_dir = tmp_path / "report"
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
+        suite_command(
+            report_dir,
             "-v",  # one line per finished check
             "--target",
             "embedded",
-            "--report-dir",
-            str(report_dir),
             f"--junitxml={report_dir / 'junit.xml'}",
-        ],
+        ),
         cwd=tmp_path,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,

@@ -37,7 +37,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +47,7 @@ import pytest
 
 from conformance.evidence import Redactor
 from conformance.plugin import redact_free_text
-from tests.conftest import REPO_ROOT, SUITE_TIMEOUT
+from tests.conftest import REPO_ROOT, SUITE_TIMEOUT, suite_command
 from tests.secret_tap import BREAK_ENV, CONFIGURED, OUT_ENV
 
 MIN_LENGTH = 12
@@ -231,20 +230,7 @@ def certify_with_tap(tmp_path: Path, *args: str, env: dict[str, str] | None = No
     checkout_before = _files_under(REPO_ROOT)
     with open(work / "stdout.txt", "w") as stdout, open(work / "stderr.txt", "w") as stderr:
         completed = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "-p",
-                "no:cacheprovider",
-                "-p",
-                "tests.secret_tap",
-                "--target",
-                "embedded",
-                "--report-dir",
-                "report",
-                *args,
-            ],
+            suite_command("report", "-p", "tests.secret_tap", "--target", "embedded", *args),
             cwd=work,
             env=child_env,
             stdout=stdout,

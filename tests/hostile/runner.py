@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import REPO_ROOT, SuiteRun
+from tests.conftest import REPO_ROOT, SuiteRun, suite_command
 
 
 @dataclass
@@ -42,20 +41,14 @@ def run_measured(tmp_path: Path, *args: str, timeout: float) -> MeasuredRun:
         "PYTHONPATH": str(REPO_ROOT),  # the guard plugin lives in tests/
         "HOSTILE_CONNECT_LOG": str(log),
     }
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-p",
-        "no:cacheprovider",
+    command = suite_command(
+        report_dir,
         "-p",
         "tests.hostile.socket_guard",
         "-q",
-        "--report-dir",
-        str(report_dir),
         f"--junitxml={report_dir / 'junit.xml'}",
         *args,
-    ]
+    )
     started = time.monotonic()
     with out.open("w") as stdout, err.open("w") as stderr:
         process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=stdout, stderr=stderr)
