@@ -57,7 +57,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Profile to certify (repeatable; default: every profile).",
     )
     group.addoption(
-        "--report-dir", metavar="DIR", help="Write results.json and summary.md into DIR."
+        "--report-dir", metavar="DIR", help="Write the reports (see --report-format) into DIR."
+    )
+    group.addoption(
+        "--report-format",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="Report to write into --report-dir (repeatable; default: all; results.json always).",
     )
     group.addoption(
         "--defect",
@@ -147,6 +154,13 @@ def _settings(config: pytest.Config) -> RunSettings:
             "--target-config is not used with --target embedded (the embedded reference "
             "describes itself); drop one of them"
         )
+    from reports import REPORT_FORMATS
+
+    for name in option.report_format:
+        if name not in REPORT_FORMATS:
+            raise ConfigError(
+                f"unknown --report-format {name!r}; valid: {', '.join(REPORT_FORMATS)}"
+            )
     target_config = load_config(option.target_config) if option.target_config else TargetConfig()
     if option.http_timeout is not None:
         limits = target_config.limits.within(option.http_timeout)
@@ -159,6 +173,7 @@ def _settings(config: pytest.Config) -> RunSettings:
         profiles=tuple(option.profile) or tuple(known_profiles),
         report_dir=Path(option.report_dir) if option.report_dir else None,
         defects=frozenset(option.defect),
+        report_formats=tuple(option.report_format),
     )
 
 
@@ -386,7 +401,7 @@ class CertificationRun:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if _is_worker(self.config):
             return
-        from reports import build_results, run_status, write_reports
+        from reports import REPORT_FORMATS, build_results, run_status, write_reports
 
         stopped = _stopped(session, exitstatus)
         reached = {r["nodeid"] for r in self.records}
@@ -399,7 +414,8 @@ class CertificationRun:
         run = run_status(records, max(len(self.collected), self.collected_count or 0), stopped)
         self.results = build_results(records, self.settings, run)
         if self.settings.report_dir is not None:
-            write_reports(self.results, self.settings.report_dir)
+            formats = self.settings.report_formats or tuple(REPORT_FORMATS)
+            write_reports(self.results, self.settings.report_dir, formats)
         if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
             conformant = all(p["conformant"] for p in self.results["profiles"])
             session.exitstatus = pytest.ExitCode.OK if conformant else pytest.ExitCode.TESTS_FAILED

@@ -17,6 +17,7 @@ class RunSettings:
     profiles: tuple[str, ...]
     report_dir: Path | None
     defects: frozenset[str] = field(default_factory=frozenset)
+    report_formats: tuple[str, ...] = ()  # empty: every format
 
     @property
     def embedded(self) -> bool:

@@ -149,9 +149,17 @@ def build_results(
     return results
 
 
-def write_reports(results: dict[str, Any], directory: Path) -> None:
+# The formats written from results.json, by the name `--report-format` takes, with their file.
+REPORT_FORMATS = {"json": "results.json", "markdown": "summary.md"}
+
+
+def write_reports(
+    results: dict[str, Any], directory: Path, formats: tuple[str, ...] = tuple(REPORT_FORMATS)
+) -> None:
+    """Write each of `formats` (default: all) into `directory`; results.json is always written."""
     from reports.markdown import render_summary
 
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "results.json").write_text(json.dumps(results, indent=1) + "\n", "utf-8")
-    (directory / "summary.md").write_text(render_summary(results), "utf-8")
+    if "markdown" in formats:
+        (directory / "summary.md").write_text(render_summary(results), "utf-8")

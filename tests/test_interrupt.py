@@ -83,8 +83,10 @@ def test_interrupted_run_leaves_a_valid_partial_report(tmp_path: Path) -> None:
     assert not any(p["conformant"] for p in results["profiles"])
     assert all(p["counts"]["not_run"] > 0 for p in results["profiles"])
     assert "Incomplete run" in (run.report_dir / "summary.md").read_text()
+    # pytest's JUnit writer also lists the check that SIGINT caught in flight (its setup had
+    # been reported); the results count it as not run.
     cases = list(ET.parse(run.report_dir / "junit.xml").getroot().iter("testcase"))
-    assert len(cases) == progress["checks_run"]
+    assert progress["checks_run"] <= len(cases) <= progress["checks_run"] + 1
     _assert_servers_stopped(results)
 
 
