@@ -39,6 +39,7 @@ from reference.authorization_server.store import (
 )
 from reference.authorization_server.tokens import mint_access_token
 from reference.settings import ReferenceSettings
+from reference.tls import default_tls_context
 
 IDP_TIMEOUT = 5.0
 ID_TOKEN_ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
@@ -69,7 +70,12 @@ class IdpClient:
         """One client per event loop: a new client per call would cost a TLS context each."""
         loop = asyncio.get_running_loop()
         if self._client is None or self._client[0] is not loop:
-            self._client = (loop, httpx.AsyncClient(timeout=IDP_TIMEOUT, trust_env=False))
+            self._client = (
+                loop,
+                httpx.AsyncClient(
+                    timeout=IDP_TIMEOUT, trust_env=False, verify=default_tls_context()
+                ),
+            )
         return self._client[1]
 
     async def _request(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:

@@ -21,6 +21,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
+from reference.tls import default_tls_context
+
 HTTP_TIMEOUT = 5.0
 """Seconds allowed for any metadata or JWKS fetch."""
 
@@ -43,7 +45,9 @@ def new_http_client() -> httpx.AsyncClient:
         timeout=HTTP_TIMEOUT,
         trust_env=False,
         follow_redirects=False,
-        transport=httpx.AsyncHTTPTransport(trust_env=False, socket_options=NO_DELAY),
+        transport=httpx.AsyncHTTPTransport(
+            trust_env=False, socket_options=NO_DELAY, verify=default_tls_context()
+        ),
     )
 
 
