@@ -322,3 +322,18 @@ def test_a_found_defect_shows_its_minimal_reproducer(
     summary = (run.report_dir / "summary.md").read_text()
     assert "## Minimal reproducers" in summary
     assert f"{REPRODUCER}: the body sent in a batch of one" in summary
+
+
+def test_fuzzing_draws_no_constants_from_the_suites_own_source() -> None:
+    """hypothesis mixes literals from "local" modules into its draws: for an editable install
+    that is our own source, for a wheel it is not, so the same seed would send other requests.
+    While the runner searches, that pool is empty; afterwards hypothesis has its own back."""
+    from hypothesis.internal.conjecture import providers
+
+    from conformance.fuzz.runner import _no_source_constants
+
+    collect = providers._get_local_constants
+    assert len(collect()) > 0  # this checkout is local to hypothesis: it finds our literals
+    with _no_source_constants():
+        assert len(providers._get_local_constants()) == 0
+    assert providers._get_local_constants is collect

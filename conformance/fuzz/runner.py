@@ -18,7 +18,8 @@ the check as `error` once the search stops, like any lost precondition.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from random import Random
@@ -153,6 +154,35 @@ def _mark(exchanges: list[Exchange], label: str) -> list[Exchange]:
     return exchanges
 
 
+@contextlib.contextmanager
+def _no_source_constants() -> Iterator[None]:
+    """Keep hypothesis from drawing constants out of the source of "local" modules.
+
+    hypothesis (6.13x and later) mixes literals from every module outside site-packages into
+    its draws. For us those are the suite's own modules in an editable install, but not in an
+    installed wheel: the same seed would send other requests depending on how the suite was
+    installed, and reading the sources costs ~1 s per process. There is no setting for it, so
+    the function that collects them (internal; skipped if absent) answers "none" while we
+    search.
+    """
+    try:
+        from hypothesis.internal.conjecture import providers
+    except ImportError:  # pragma: no cover - a hypothesis without the module
+        yield
+        return
+    collect = getattr(providers, "_get_local_constants", None)
+    constants = getattr(providers, "Constants", None)
+    if collect is None or constants is None:  # pragma: no cover - hypothesis changed
+        yield
+        return
+    none = constants()
+    providers._get_local_constants = lambda: none
+    try:
+        yield
+    finally:
+        providers._get_local_constants = collect
+
+
 def fuzz(verdict: Verdict, requirement: str, target: Target[M], examples: int) -> bool:
     """Search about `examples` mutations of `target`, spread over its strata (at least one
     each), for one that breaks `requirement`'s property; record the shrunk one as a finding
@@ -164,9 +194,13 @@ def fuzz(verdict: Verdict, requirement: str, target: Target[M], examples: int) -
     minimal: M | None = None
     for stratum in target.strata:
         try:
-            minimal = find(
-                stratum, search.condition, settings=_settings(per_stratum), random=Random(SEED)
-            )
+            with _no_source_constants():
+                minimal = find(
+                    stratum,
+                    search.condition,
+                    settings=_settings(per_stratum),
+                    random=Random(SEED),
+                )
         except NoSuchExample:
             continue
         break
