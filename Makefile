@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 REPORT_DIR ?= conformance-report
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: demo test lint bench clean
 
@@ -16,7 +18,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/pytest --target embedded --report-dir $(REPORT_DIR) -p no:cacheprovider
 
-test: $(STAMP)
+# The HTML report is tested in Debian's Chromium (never a browser download); installed once.
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/pytest -n 2 -p no:cacheprovider
 
 lint: $(STAMP)

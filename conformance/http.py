@@ -15,7 +15,9 @@ beyond the parser's cap, the redirect cap, a host out of scope, a refused connec
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -37,6 +39,7 @@ from conformance.errors import (
     TooManyRedirects,
 )
 from conformance.evidence import Exchange, Redactor
+from conformance.timing import waiting
 
 _recordings: ContextVar[tuple[list[Exchange], ...]] = ContextVar("recordings", default=())
 
@@ -170,14 +173,21 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         time.sleep(seconds)
 
 
+@functools.cache
+def default_tls_context() -> ssl.SSLContext:
+    """httpx's default verification, built once: each context loads the CA bundle (~50 ms)
+    and the run makes a client per signed-in user."""
+    return httpx.create_ssl_context()
+
+
 class _Transport(httpx.HTTPTransport):
     """httpx's transport over the deadline-bounded sockets above (its pool is rebuilt with
     the same settings and the other network backend, which httpx does not expose)."""
 
     def __init__(self, limits: httpx.Limits, socket_options: list[Any]) -> None:
-        super().__init__(limits=limits, socket_options=socket_options)
+        super().__init__(verify=default_tls_context(), limits=limits, socket_options=socket_options)
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
+            ssl_context=default_tls_context(),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
@@ -322,7 +332,8 @@ class Http:
         started = time.monotonic()
         token = _deadline.set(started + self.limits.deadline)
         try:
-            response = self._send(request)
+            with waiting():
+                response = self._send(request)
         except (httpx.TransportError, ResponseTooLarge) as exc:
             fault = self._fault(method, url, exc, time.monotonic() - started)
             exchange.error = str(fault)

@@ -1,6 +1,8 @@
 """Turning one pytest test run into one check record (outcome, per-requirement status, evidence).
 
-A record is plain JSON so it crosses xdist's worker boundary inside `report.user_properties`.
+A record is plain JSON, kept on the check's final report as the attribute `RECORD_ATTR`: pytest
+serializes a report's attributes across xdist's worker boundary, while `user_properties` (which
+JUnit XML writes out) carry only the short properties of reports.junit_properties.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from conformance.verdict import (
 )
 
 CHECKS_DIR = Path(__file__).parent / "checks"
-RECORD_KEY = "conformance"
+RECORD_ATTR = "conformance_record"
+# The facts of the target a process certified (reports.certificate.target_facts), sent once
+# per process with a check's final report.
+TARGET_ATTR = "conformance_target"
 
 
 def check_id(item: pytest.Item) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from conformance.baseline import Baseline
 from conformance.config import TargetConfig
 
 
@@ -18,6 +19,7 @@ class RunSettings:
     report_dir: Path | None
     defects: frozenset[str] = field(default_factory=frozenset)
     report_formats: tuple[str, ...] = ()  # empty: every format
+    baseline: Baseline | None = None  # expected failures (`--baseline`)
 
     @property
     def embedded(self) -> bool:

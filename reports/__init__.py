@@ -60,9 +60,16 @@ def run_status(
 
 
 def build_results(
-    records: list[dict[str, Any]], settings: RunSettings, run: dict[str, Any] | None = None
+    records: list[dict[str, Any]],
+    settings: RunSettings,
+    run: dict[str, Any] | None = None,
+    target: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """`target`: the facts the checks' processes reported for the certificates
+    (reports.certificate.target_facts); without them a certificate names `settings.target`."""
+    from conformance.baseline import apply_baseline
     from profiles import load_profiles
+    from reports.certificate import add_certificates
 
     run = run or run_status(records)
 
@@ -145,12 +152,18 @@ def build_results(
         "requirements": requirements,
         "checks": records,
     }
+    if settings.baseline is not None:
+        apply_baseline(results, settings.baseline)
+    add_certificates(results, target)
     jsonschema.validate(results, results_schema())
     return results
 
 
 # The formats written from results.json, by the name `--report-format` takes, with their file.
-REPORT_FORMATS = {"json": "results.json", "markdown": "summary.md"}
+REPORT_FORMATS = {"json": "results.json", "markdown": "summary.md", "html": "report.html"}
+# Written during the run by pytest's junitxml and allure-pytest, which the suite points into
+# the report directory unless `--junitxml` / `--alluredir` say otherwise.
+REPORT_FORMATS |= {"junit": "junit.xml", "allure": "allure-results"}
 
 
 def write_reports(
@@ -163,3 +176,7 @@ def write_reports(
     (directory / "results.json").write_text(json.dumps(results, indent=1) + "\n", "utf-8")
     if "markdown" in formats:
         (directory / "summary.md").write_text(render_summary(results), "utf-8")
+    if "html" in formats:
+        from reports.html import render_html
+
+        (directory / "report.html").write_text(render_html(results), "utf-8")

@@ -32,6 +32,8 @@ def render_summary(results: dict[str, Any]) -> str:
     checks = {c["id"]: c for c in results["checks"]}
     for profile in results["profiles"]:
         verdict = "conformant" if profile["conformant"] else "**not conformant**"
+        if profile.get("accepted"):
+            verdict += " (every failure is expected by the baseline)"
         lines += [f"## {profile['name']}: {verdict}", "", profile["title"], ""]
         problems = [row for row in profile["requirements"] if row["outcome"] != "passed"]
         if not problems:
@@ -42,7 +44,7 @@ def render_summary(results: dict[str, Any]) -> str:
             requirement = requirements[row["id"]]
             ref = requirement["refs"][0]
             why = "; ".join(
-                checks[c]["reason"] for c in row["checks"] if checks[c]["outcome"] != "passed"
+                _why(checks[c]) for c in row["checks"] if checks[c]["outcome"] != "passed"
             ) or ("no check ran" if row["outcome"] == "not_run" else "")
             why = why.replace("|", "\\|").replace("\n", " ")
             lines.append(
@@ -52,6 +54,11 @@ def render_summary(results: dict[str, Any]) -> str:
         lines.append("")
     lines += _reproducers(results["checks"])
     return "\n".join(lines)
+
+
+def _why(check: dict[str, Any]) -> str:
+    expected = check.get("expected_failure")
+    return f"expected ({expected['reason']}): {check['reason']}" if expected else check["reason"]
 
 
 def _reproducers(checks: list[dict[str, Any]]) -> list[str]:

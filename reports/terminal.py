@@ -1,20 +1,99 @@
-"""The per-profile table printed at the end of a run."""
+"""The per-profile table printed at the end of a run.
+
+On the terminal each profile's line is coloured by its verdict (following pytest's `--color`
+and `NO_COLOR`): conformant green, not conformant red, yellow when the profile could not be
+certified for want of checks run (an incomplete run, requirements not exercised) or every
+failure is expected by the baseline. `-q` keeps the section with the table, which is the
+result, and the lines that qualify it, but not where the reports went; `-qq` prints one line
+per profile, its name and verdict.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
+
+from conformance.baseline import baseline_lines
 
 _COLUMNS = ("passed", "failed", "warning", "skipped", "error", "not_run")
+TITLE = "MCP authorization conformance"
+
+
+class TerminalReporter(Protocol):
+    """What this module uses of pytest's terminal reporter."""
+
+    @property
+    def verbosity(self) -> int: ...
+
+    def section(self, title: str, sep: str = "=", **markup: bool) -> None: ...
+
+    def write_line(self, line: str, **markup: bool) -> None: ...
+
+
+def verdict(profile: dict[str, Any], run_complete: bool) -> str:
+    if not run_complete:
+        return "INCOMPLETE"
+    return "CONFORMANT" if profile["conformant"] else "NOT CONFORMANT"
+
+
+def colour(profile: dict[str, Any]) -> str:
+    """green, red or yellow: see the module's docstring."""
+    if profile["conformant"]:
+        return "green"
+    counts = profile["counts"]
+    if not profile.get("accepted") and (counts["failed"] or counts["error"]):
+        return "red"
+    return "yellow"
+
+
+def _rows(results: dict[str, Any]) -> tuple[str, list[tuple[str, str, str]]]:
+    """The header, and per profile its name and verdict (padded), its counts and colour."""
+    complete = results["run"]["complete"]
+    width = max([len("profile")] + [len(p["name"]) for p in results["profiles"]])
+    header = f"{'profile':<{width}}  {'verdict':<15}" + "".join(f"{c:>9}" for c in _COLUMNS)
+    rows = [
+        (
+            f"{p['name']:<{width}}  {verdict(p, complete):<15}",
+            "".join(f"{p['counts'][c]:>9}" for c in _COLUMNS),
+            colour(p),
+        )
+        for p in results["profiles"]
+    ]
+    return header, rows
+
+
+def _notes(results: dict[str, Any]) -> list[str]:
+    run = results["run"]
+    if not run["complete"]:
+        return [f"INCOMPLETE RUN ({run['note']}): no profile is certified"]
+    return [f"note: {run['note']}"] if run["note"] else []
 
 
 def summary_lines(results: dict[str, Any]) -> list[str]:
-    width = max([len("profile")] + [len(p["name"]) for p in results["profiles"]])
-    header = f"{'profile':<{width}}  {'verdict':<15}" + "".join(f"{c:>9}" for c in _COLUMNS)
-    lines = [header, "-" * len(header)]
-    for profile in results["profiles"]:
-        verdict = "CONFORMANT" if profile["conformant"] else "NOT CONFORMANT"
-        counts = "".join(f"{profile['counts'][c]:>9}" for c in _COLUMNS)
-        lines.append(f"{profile['name']:<{width}}  {verdict:<15}{counts}")
-    if not results["run"]["complete"]:
-        lines.append(f"INCOMPLETE RUN ({results['run']['note']}): no profile is certified")
-    return lines
+    """The table and what follows it, as plain text (summary.md shows it too)."""
+    header, rows = _rows(results)
+    table = [header, "-" * len(header), *(profile + counts for profile, counts, _ in rows)]
+    return table + _notes(results) + baseline_lines(results)
+
+
+def write_summary(
+    reporter: TerminalReporter, results: dict[str, Any], report_dir: Path | None
+) -> None:
+    """The table on pytest's terminal, coloured, as verbose as pytest was asked to be."""
+    header, rows = _rows(results)
+    if reporter.verbosity <= -2:
+        for profile, _, colour_name in rows:
+            reporter.write_line(profile.rstrip(), **{colour_name: True})
+        return
+    reporter.section(TITLE)
+    reporter.write_line(header)
+    reporter.write_line("-" * len(header))
+    for profile, counts, colour_name in rows:
+        reporter.write_line(profile + counts, **{colour_name: True})
+    incomplete = not results["run"]["complete"]
+    for line in _notes(results):
+        reporter.write_line(line, yellow=incomplete)
+    for line in baseline_lines(results):
+        reporter.write_line(line)
+    if reporter.verbosity >= 0 and report_dir is not None:
+        reporter.write_line(f"reports written to {report_dir}/")
