@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from conformance.discovery import Discovery
+if TYPE_CHECKING:  # the compare command reads certificates without the suite's HTTP stack
+    from conformance.discovery import Discovery
 
 
 def canonical_json(value: Any) -> bytes:
@@ -72,7 +73,8 @@ def agreed_target(facts: dict[str, dict[str, Any]]) -> tuple[dict[str, Any] | No
     )
 
 
-def _verdict(profile: dict[str, Any], run: dict[str, Any]) -> str:
+def verdict(profile: dict[str, Any], run: dict[str, Any]) -> str:
+    """`conformant`, `not_conformant`, or `incomplete` (the run or the profile's checks)."""
     if not run["complete"] or not profile["complete"]:
         return "incomplete"
     return "conformant" if profile["conformant"] else "not_conformant"
@@ -94,7 +96,7 @@ def certificate(
         "profile": profile["name"],
         "target": {**certified, "defects": list(settings_target["defects"])},
         "date": results["generated_at"],
-        "verdict": _verdict(profile, results["run"]),
+        "verdict": verdict(profile, results["run"]),
         "counts": dict(profile["counts"]),
         "baseline": {"file": baseline["file"], "sha256": baseline["sha256"]} if baseline else None,
         "baselined": list(profile.get("baselined", [])),

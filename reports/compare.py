@@ -18,6 +18,7 @@ from typing import Any
 import jsonschema
 
 from reports import results_schema
+from reports.certificate import verdict
 
 BROKEN = ("failed", "error")
 JUDGED_FINE = ("passed", "warning", "skipped")
@@ -32,9 +33,7 @@ def profile_verdict(profile: dict[str, Any], run: dict[str, Any]) -> str:
     certificates existed."""
     if "certificate" in profile:
         return str(profile["certificate"]["verdict"])
-    if not run["complete"] or not profile["complete"]:
-        return "incomplete"
-    return "conformant" if profile["conformant"] else "not_conformant"
+    return verdict(profile, run)
 
 
 def _change(check_id: str, old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
