@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ from conformance.config import TargetConfig
 from conformance.errors import ConfigError
 from conformance.settings import RunSettings
 from reports import build_results
-from tests.conftest import REPO_ROOT, SuiteRun, run_suite_forked
+from tests.conftest import REPO_ROOT, SuiteRun, run_suite, run_suite_forked
 
 DEFECT = "as-dpop-signature-unchecked"  # fails DPOP-AS-PROOF-KEY and FUZZ-DPOP-PROOF
 PROOF_KEY_CHECK = "dpop/test_authorization_server.py::test_proof_key_is_public_and_signed_the_proof"
@@ -211,17 +209,9 @@ def test_a_listed_parametrization_must_exist() -> None:
 
 def test_a_bad_baseline_ends_the_run_with_one_line(tmp_path: Path) -> None:
     path = _write(tmp_path, f'[[expected]]\ncheck = "{PROOF_KEY_CHECK}"\n')
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--target", "embedded"]
-        + ["--baseline", str(path)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_suite(tmp_path, "--target", "embedded", "--baseline", str(path), timeout=60)
     lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
-    assert result.returncode == 4  # pytest's usage error
+    assert result.exit_code == 4  # pytest's usage error
     assert len(lines) == 1 and "has no reason" in lines[0], lines
 
 
