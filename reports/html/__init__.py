@@ -19,12 +19,12 @@ from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
 
+from conformance.catalogue import LEVELS
 from reports import OUTCOMES
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
 )
-LEVELS = ("MUST", "SHOULD", "MAY")
 # Problems first in the list of checks; the order a reader triages them.
 _CHECK_ORDER = ("failed", "warning", "error", "skipped", "not_run", "passed")
 _NOT_PASSED = "not-passed"  # the outcome filter's value for "anything but passed"
