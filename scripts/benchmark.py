@@ -9,6 +9,8 @@ record's `timing` (measured inside the run, so it works under xdist): the second
 spent (setup and call, session fixtures included) minus the seconds they spent waiting on
 the target (from a request sent to its response read; against the embedded target this
 includes the in-process servers' own work, and their start-up), divided by the exchanges.
+Every run writes every report into its report directory, as `make demo` does; a last line
+says how long report.html and summary.md take to render from the results.
 
 Run it on an idle machine; it is a measurement, not a test.
 """
@@ -65,7 +67,7 @@ def _children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_once(extra: list[str]) -> Measurement:
+def run_once(extra: list[str]) -> tuple[Measurement, dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report"
         cpu_started, started = _children_cpu_s(), time.perf_counter()
@@ -80,9 +82,7 @@ def run_once(extra: list[str]) -> Measurement:
                 "--target",
                 "embedded",
                 "--report-dir",
-                str(report),
-                "--report-format",
-                "json",
+                str(report),  # every report, as `make demo` writes them
                 *extra,
             ],
             cwd=tmp,
@@ -90,7 +90,27 @@ def run_once(extra: list[str]) -> Measurement:
             check=True,
         )
         wall_s, cpu_s = time.perf_counter() - started, _children_cpu_s() - cpu_started
-        return measurement(wall_s, cpu_s, json.loads((report / "results.json").read_text()))
+        results = json.loads((report / "results.json").read_text())
+        return measurement(wall_s, cpu_s, results), results
+
+
+def render_times(results: dict[str, Any], runs: int) -> str:
+    """How long the reports written from results.json take to render (best of `runs`); the
+    wall times above include them."""
+    from reports.html import render_html
+    from reports.markdown import render_summary
+
+    timed = []
+    for name, render in (("report.html", render_html), ("summary.md", render_summary)):
+        best = min(_seconds(render, results) for _ in range(runs))
+        timed.append(f"{name} {best * 1000:.0f} ms")
+    return f"rendering from results.json ({len(results['checks'])} checks): " + ", ".join(timed)
+
+
+def _seconds(render: Any, results: dict[str, Any]) -> float:
+    started = time.perf_counter()
+    render(results)
+    return time.perf_counter() - started
 
 
 def describe(label: str, best: Measurement, runs: int) -> str:
@@ -112,9 +132,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.runs < 1:
         parser.error("--runs: give one or more")
+    results: dict[str, Any] = {}
     for label in args.mode or list(MODES):
-        timings = [run_once(MODES[label]) for _ in range(args.runs)]
-        print(describe(label, min(timings, key=lambda m: m.wall_s), args.runs), flush=True)
+        runs = [run_once(MODES[label]) for _ in range(args.runs)]
+        best, results = min(runs, key=lambda run: run[0].wall_s)
+        print(describe(label, best, args.runs), flush=True)
+    print(render_times(results, args.runs))
 
 
 if __name__ == "__main__":
