@@ -34,6 +34,7 @@ from conformance.config import DEFAULT_FUZZ_EXAMPLES, TargetConfig, load_config
 from conformance.discovery import Discovery
 from conformance.errors import ConfigError, HarnessError, PreconditionFailed
 from conformance.evidence import Redactor, silence_transport_logs
+from conformance.interrupt import number_traceback_lines
 from conformance.login import LoginHookSpec
 from conformance.preflight import PREFLIGHT_FAULT, preflight
 from conformance.records import (
@@ -428,6 +429,12 @@ def label_outputs(item: pytest.Item, report: pytest.TestReport, record: dict[str
 
 def _record_of(report: pytest.TestReport) -> dict[str, Any] | None:
     return getattr(report, RECORD_ATTR, None)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    """Before pytest renders the interrupt (see `conformance.interrupt`)."""
+    number_traceback_lines(excinfo.value)
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> Any:

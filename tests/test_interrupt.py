@@ -15,11 +15,14 @@ import signal
 import socket
 import subprocess
 import time
+import types
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import jsonschema
+import pytest
 
+from conformance.interrupt import number_traceback_lines
 from reports import results_schema
 from tests.conftest import SuiteRun, suite_command
 
@@ -102,3 +105,65 @@ def _assert_servers_stopped(results: dict) -> None:
     for port in ports:
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still listens"
+
+
+INTERRUPTED_CHECK = """
+import types
+
+
+def test_interrupted():
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt as exc:
+        head = exc.__traceback__
+        offset = next(s for s, _, line in head.tb_frame.f_code.co_lines() if line is None)
+        head.tb_next = types.TracebackType(None, head.tb_frame, offset, -1)
+        raise
+"""
+
+
+@pytest.mark.parametrize(("plugin", "exit_code"), [("", 2), ("-p no:mcp_auth_conformance", 1)])
+def test_interrupt_without_a_line_ends_as_interrupted(
+    pytester: pytest.Pytester, plugin: str, exit_code: int
+) -> None:
+    """With the plugin loaded, a KeyboardInterrupt with a lineless entry ends the run as
+    "interrupted" (2); without it, pytest's rendering fails and the run is an internal error."""
+    pytester.makepyfile(test_interrupted=INTERRUPTED_CHECK)
+    result = pytester.runpytest_subprocess(*plugin.split(), "-p", "no:cacheprovider")
+    assert result.ret == exit_code, result.outlines[-20:]
+
+
+def _interrupt_without_lines() -> KeyboardInterrupt:
+    """A KeyboardInterrupt whose traceback, and the one of the exception it interrupted, each
+    have an entry with no line, as when a signal lands on an instruction without a line."""
+
+    def interrupted() -> KeyboardInterrupt:
+        try:
+            try:
+                raise ValueError("in flight")
+            except ValueError:
+                raise KeyboardInterrupt  # noqa: B904  # as a signal handler raises it
+        except KeyboardInterrupt as exc:
+            return exc
+
+    interrupt = interrupted()
+    for exc in (interrupt, interrupt.__context__):
+        assert exc is not None and exc.__traceback__ is not None
+        head = exc.__traceback__
+        # The exception-cleanup instructions Python adds map to no line.
+        offset = next(s for s, _, line in head.tb_frame.f_code.co_lines() if line is None)
+        lineless = types.TracebackType(None, head.tb_frame, offset, -1)
+        assert lineless.tb_lineno is None
+        head.tb_next = lineless
+    return interrupt
+
+
+def test_interrupt_at_an_instruction_without_a_line_renders() -> None:
+    """pytest renders the interrupt once the entries have lines (it raises TypeError before:
+    the case CI met, where the run ended as an internal error instead of "interrupted")."""
+    with pytest.raises(TypeError):
+        pytest.ExceptionInfo.from_exception(_interrupt_without_lines()).getrepr(funcargs=True)
+    interrupt = _interrupt_without_lines()
+    number_traceback_lines(interrupt)
+    rendered = str(pytest.ExceptionInfo.from_exception(interrupt).getrepr(funcargs=True))
+    assert "KeyboardInterrupt" in rendered and "ValueError: in flight" in rendered
