@@ -267,13 +267,14 @@ def baseline_lines(results: dict[str, Any]) -> list[str]:
     baseline = results.get("baseline")
     if not baseline:
         return []
+    from reports.certificate import VERDICT_WORDS, verdict  # reports imports this module
+
     expected = [c["id"] for c in results["checks"] if "expected_failure" in c]
     lines = [f"baseline {baseline['file']}: {len(expected)} expected failure(s)"]
     for profile in results["profiles"]:
         if profile.get("accepted"):
-            lines.append(
-                f"  {profile['name']}: not conformant, every failure is expected by the baseline"
-            )
+            words = VERDICT_WORDS[verdict(profile)].lower()
+            lines.append(f"  {profile['name']}: {words}, every failure is expected by the baseline")
     for name in baseline["stale"]:
         lines.append(f"STALE baseline entry {name}: it passes now; remove it from the baseline")
     return lines

@@ -3,9 +3,9 @@
 A requirement's outcome combines every check that proves it (the worst observation wins) and
 takes its level from the profile being certified, so one run yields a verdict per profile.
 A profile is conformant when none of its requirements failed or could not be judged, and every
-one of them was exercised. A run that was interrupted (Ctrl-C) or stopped early (`-x`) still
-writes its reports: they say so, list the checks it did not reach as `not_run`, and certify
-no profile.
+one of them was exercised (its verdict: `reports.certificate.verdict`). A run that was
+interrupted (Ctrl-C) or stopped early (`-x`) still writes its reports: they say so, list the
+checks it did not reach as `not_run`, and certify no profile.
 """
 
 from __future__ import annotations

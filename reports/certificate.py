@@ -73,11 +73,24 @@ def agreed_target(facts: dict[str, dict[str, Any]]) -> tuple[dict[str, Any] | No
     )
 
 
-def verdict(profile: dict[str, Any], run: dict[str, Any]) -> str:
-    """`conformant`, `not_conformant`, or `incomplete` (the run or the profile's checks)."""
-    if not run["complete"] or not profile["complete"]:
-        return "incomplete"
-    return "conformant" if profile["conformant"] else "not_conformant"
+VERDICT_WORDS = {
+    "conformant": "CONFORMANT",
+    "not_conformant": "NOT CONFORMANT",
+    "incomplete": "INCOMPLETE",
+}
+
+
+def verdict(profile: dict[str, Any]) -> str:
+    """The one verdict every report shows for a profile.
+
+    `not_conformant` once one of its requirements failed: a failure stands even when the run
+    stopped early. Otherwise `incomplete` while the profile cannot be certified: the run
+    stopped early, a requirement was not exercised, or one could not be judged (an error is
+    never the target's failure). Otherwise `conformant`. A baseline never changes it.
+    """
+    if profile["counts"]["failed"]:
+        return "not_conformant"
+    return "conformant" if profile["conformant"] else "incomplete"
 
 
 def certificate(
@@ -96,7 +109,7 @@ def certificate(
         "profile": profile["name"],
         "target": {**certified, "defects": list(settings_target["defects"])},
         "date": results["generated_at"],
-        "verdict": verdict(profile, results["run"]),
+        "verdict": verdict(profile),
         "counts": dict(profile["counts"]),
         "baseline": {"file": baseline["file"], "sha256": baseline["sha256"]} if baseline else None,
         "baselined": list(profile.get("baselined", [])),

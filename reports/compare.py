@@ -28,12 +28,12 @@ class InputError(Exception):
     """An input file that is not a results.json; the message names the file and the problem."""
 
 
-def profile_verdict(profile: dict[str, Any], run: dict[str, Any]) -> str:
+def profile_verdict(profile: dict[str, Any]) -> str:
     """The certificate's verdict, or the same verdict derived for results written before
     certificates existed."""
     if "certificate" in profile:
         return str(profile["certificate"]["verdict"])
-    return verdict(profile, run)
+    return verdict(profile)
 
 
 def _change(check_id: str, old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -56,8 +56,8 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
             fixed.append(change)
         else:
             changed.append(change)
-    old_profiles = {p["name"]: profile_verdict(p, old["run"]) for p in old["profiles"]}
-    new_profiles = {p["name"]: profile_verdict(p, new["run"]) for p in new["profiles"]}
+    old_profiles = {p["name"]: profile_verdict(p) for p in old["profiles"]}
+    new_profiles = {p["name"]: profile_verdict(p) for p in new["profiles"]}
     verdicts = [
         {"profile": name, "old": old_profiles.get(name), "new": new_profiles.get(name)}
         for name in sorted(old_profiles.keys() | new_profiles.keys())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from conformance.fuzz.runner import REPRODUCER
+from reports.certificate import VERDICT_WORDS, verdict
 from reports.terminal import summary_lines
 
 
@@ -31,10 +32,12 @@ def render_summary(results: dict[str, Any]) -> str:
     requirements = {r["id"]: r for r in results["requirements"]}
     checks = {c["id"]: c for c in results["checks"]}
     for profile in results["profiles"]:
-        verdict = "conformant" if profile["conformant"] else "**not conformant**"
+        judged = verdict(profile)
+        words = VERDICT_WORDS[judged].lower()
+        heading = words if judged == "conformant" else f"**{words}**"
         if profile.get("accepted"):
-            verdict += " (every failure is expected by the baseline)"
-        lines += [f"## {profile['name']}: {verdict}", "", profile["title"], ""]
+            heading += " (every failure is expected by the baseline)"
+        lines += [f"## {profile['name']}: {heading}", "", profile["title"], ""]
         problems = [row for row in profile["requirements"] if row["outcome"] != "passed"]
         if not problems:
             lines += ["Every requirement passed.", ""]

@@ -1,9 +1,9 @@
 """The per-profile table printed at the end of a run.
 
-On the terminal each profile's line is coloured by its verdict (following pytest's `--color`
-and `NO_COLOR`): conformant green, not conformant red, yellow when the profile could not be
-certified for want of checks run (an incomplete run, requirements not exercised) or every
-failure is expected by the baseline. `-q` keeps the section with the table, which is the
+Each profile's verdict is its certificate's (`reports.certificate.verdict`). On the terminal
+its line is coloured by it (following pytest's `--color` and `NO_COLOR`): conformant green,
+not conformant red, incomplete yellow; yellow too when every failure is expected by the
+baseline. `-q` keeps the section with the table, which is the
 result, and the lines that qualify it, but not where the reports went; `-qq` prints one line
 per profile, its name and verdict.
 """
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from conformance.baseline import baseline_lines
+from reports.certificate import VERDICT_WORDS, verdict
 
 _COLUMNS = ("passed", "failed", "warning", "skipped", "error", "not_run")
 TITLE = "MCP authorization conformance"
@@ -30,30 +31,23 @@ class TerminalReporter(Protocol):
     def write_line(self, line: str, **markup: bool) -> None: ...
 
 
-def verdict(profile: dict[str, Any], run_complete: bool) -> str:
-    if not run_complete:
-        return "INCOMPLETE"
-    return "CONFORMANT" if profile["conformant"] else "NOT CONFORMANT"
-
-
 def colour(profile: dict[str, Any]) -> str:
     """green, red or yellow: see the module's docstring."""
-    if profile["conformant"]:
+    judged = verdict(profile)
+    if judged == "conformant":
         return "green"
-    counts = profile["counts"]
-    if not profile.get("accepted") and (counts["failed"] or counts["error"]):
+    if judged == "not_conformant" and not profile.get("accepted"):
         return "red"
     return "yellow"
 
 
 def _rows(results: dict[str, Any]) -> tuple[str, list[tuple[str, str, str]]]:
     """The header, and per profile its name and verdict (padded), its counts and colour."""
-    complete = results["run"]["complete"]
     width = max([len("profile")] + [len(p["name"]) for p in results["profiles"]])
     header = f"{'profile':<{width}}  {'verdict':<15}" + "".join(f"{c:>9}" for c in _COLUMNS)
     rows = [
         (
-            f"{p['name']:<{width}}  {verdict(p, complete):<15}",
+            f"{p['name']:<{width}}  {VERDICT_WORDS[verdict(p)]:<15}",
             "".join(f"{p['counts'][c]:>9}" for c in _COLUMNS),
             colour(p),
         )

@@ -18,7 +18,13 @@ import jsonschema
 
 from conformance.discovery import PRM_SUFFIX, Discovery, Fetched
 from reports import results_schema
-from reports.certificate import agreed_target, certificate, metadata_fingerprint, target_facts
+from reports.certificate import (
+    agreed_target,
+    certificate,
+    metadata_fingerprint,
+    target_facts,
+    verdict,
+)
 from tests.conftest import SuiteRun
 
 
@@ -118,19 +124,26 @@ def test_workers_that_disagree_are_named() -> None:
     )
 
 
+def _profile(conformant: bool = False, **counts: int) -> dict[str, Any]:
+    every = dict.fromkeys(("passed", "failed", "warning", "skipped", "error", "not_run"), 0)
+    return {"name": "p", "conformant": conformant, "counts": every | {"passed": 1} | counts}
+
+
 def test_verdicts_of_incomplete_and_failing_runs() -> None:
-    counts = {"passed": 1, "failed": 1, "warning": 0, "skipped": 0, "error": 0, "not_run": 0}
-    profile = {"name": "p", "conformant": False, "complete": True, "counts": counts}
+    """A failure makes a profile not conformant even in a partial run; what was not run or
+    not judged (error) leaves it incomplete, never not conformant."""
     results: dict[str, Any] = {
         "suite": {"name": "s", "version": "1"},
         "target": {"url": "https://mcp.example/mcp", "embedded": False, "defects": []},
         "generated_at": "2026-01-01T00:00:00+00:00",
         "run": {"complete": True},
     }
-    assert certificate(profile, results, None)["verdict"] == "not_conformant"
-    assert certificate(profile, results, None)["target"]["url"] == "https://mcp.example/mcp"
-    assert certificate(profile, results, None)["target"]["metadata_sha256"] is None
-    results["run"] = {"complete": False}
-    assert certificate(profile, results, None)["verdict"] == "incomplete"
-    results["run"] = {"complete": True}
-    assert certificate({**profile, "complete": False}, results, None)["verdict"] == "incomplete"
+    failing = certificate(_profile(failed=1), results, None)
+    assert failing["verdict"] == "not_conformant"
+    assert failing["target"]["url"] == "https://mcp.example/mcp"
+    assert failing["target"]["metadata_sha256"] is None
+    assert verdict(_profile(conformant=True, warning=2)) == "conformant"
+    assert verdict(_profile(failed=1, not_run=3)) == "not_conformant"  # in any run
+    assert verdict(_profile()) == "incomplete"  # nothing failed, but the run stopped early
+    assert verdict(_profile(not_run=1)) == "incomplete"
+    assert verdict(_profile(error=1)) == "incomplete"

@@ -47,6 +47,7 @@ def new(old: dict[str, Any]) -> dict[str, Any]:
     results["checks"].append({**_check(old, REMOVED), "id": ADDED})
     profile = next(p for p in results["profiles"] if p["name"] == PROFILE)
     profile["conformant"] = False
+    profile["counts"].update(passed=profile["counts"]["passed"] - 1, failed=1)
     profile["certificate"]["verdict"] = "not_conformant"
     jsonschema.validate(results, results_schema())
     return results

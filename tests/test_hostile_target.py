@@ -118,7 +118,9 @@ def _assert_reports_written(run: MeasuredRun) -> None:
     assert results["run"]["complete"], results["run"]
     assert not any(p["conformant"] for p in results["profiles"])
     summary = (run.suite.report_dir / "summary.md").read_text()
-    assert "not conformant" in summary
+    for profile in results["profiles"]:  # not conformant where it failed, else incomplete
+        words = profile["certificate"]["verdict"].replace("_", " ")
+        assert words != "conformant" and f"## {profile['name']}: **{words}**" in summary
     cases = ET.parse(run.junit).getroot().iter("testcase")
     assert sum(1 for _ in cases) == len(results["checks"])
     assert run.suite.exit_code == 1, run.suite.stdout[-3000:]

@@ -189,12 +189,19 @@ def test_every_check_requirement_and_exchange_is_in_the_page(clean_run: SuiteRun
 
 
 def test_incomplete_run_is_certified_by_no_banner() -> None:
+    """A failure found before the run stopped still stands; otherwise the banner says
+    INCOMPLETE, never CONFORMANT."""
     results = hostile_results()
-    results["run"].update(complete=False, checks_run=0, note="interrupted: 0 of 1 checks ran")
+    results["run"].update(complete=False, checks_run=1, note="interrupted: 1 of 2 checks ran")
     jsonschema.validate(results, results_schema())
     page = render_html(results)
+    assert '<div class="banner v-not-conformant" role=status>NOT CONFORMANT</div>' in page
+    assert "interrupted: 1 of 2 checks ran" in page
+    (profile,) = results["profiles"]
+    profile["counts"].update(failed=0, not_run=profile["counts"]["not_run"] + 1)
+    page = render_html(results)
     assert '<div class="banner v-incomplete" role=status>INCOMPLETE</div>' in page
-    assert "interrupted: 0 of 1 checks ran" in page and "NOT CONFORMANT" not in page
+    assert "CONFORMANT" not in page
 
 
 # --- in Chromium ---

@@ -55,7 +55,7 @@ def test_profile_lines_are_coloured_by_verdict() -> None:
     write_summary(terminal, MIXED, Path("out"))
     assert terminal.colour_of("token-exchange") == ["green"]
     assert terminal.colour_of("mcp-2025-11-25") == ["red"]
-    assert terminal.colour_of("id-jag") == ["red"]  # could not be judged
+    assert terminal.colour_of("id-jag") == ["yellow"]  # could not be judged: incomplete
     assert terminal.colour_of("dpop") == ["yellow"]  # nothing failed, nothing exercised
     assert terminal.colour_of("oauth-2.1-as") == ["yellow"]  # failures the baseline expects
     assert terminal.lines[0][0] == f"=== {TITLE} ==="
@@ -91,8 +91,8 @@ def test_very_quiet_prints_one_line_per_profile() -> None:
     assert terminal.lines == [
         ("token-exchange  CONFORMANT", {"green": True}),
         ("mcp-2025-11-25  NOT CONFORMANT", {"red": True}),
-        ("dpop            NOT CONFORMANT", {"yellow": True}),
-        ("id-jag          NOT CONFORMANT", {"red": True}),
+        ("dpop            INCOMPLETE", {"yellow": True}),
+        ("id-jag          INCOMPLETE", {"yellow": True}),
         ("oauth-2.1-as    NOT CONFORMANT", {"yellow": True}),
     ]
 
@@ -128,11 +128,11 @@ def test_colour_follows_pytest_color_option(pytester: pytest.Pytester) -> None:
     rows = {
         line.split()[0].removeprefix(GREEN).removeprefix(RED).removeprefix(YELLOW): line
         for line in lines
-        if "CONFORMANT" in line
+        if "CONFORMANT" in line or "INCOMPLETE" in line
     }
     assert rows["token-exchange"].startswith(GREEN)
     assert rows["mcp-2025-11-25"].startswith(RED)
-    assert rows["dpop"].startswith(YELLOW)
+    assert rows["dpop"].startswith(YELLOW) and "INCOMPLETE" in rows["dpop"]
 
 
 def test_no_color_turns_colour_off_and_quiet_keeps_the_table(

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from conformance.catalogue import LEVELS
 from reports import OUTCOMES
+from reports.certificate import VERDICT_WORDS, verdict
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
@@ -103,13 +104,10 @@ def _badge(outcome: str) -> str:
     return f'<span class="badge o-{_outcome_class(outcome)}">{escape(outcome)}</span>'
 
 
-def _verdict(profile: dict[str, Any], run_complete: bool) -> tuple[str, str]:
-    """The banner's words and its class: an incomplete run certifies nothing."""
-    if not run_complete:
-        return "INCOMPLETE", "incomplete"
-    if profile["conformant"]:
-        return "CONFORMANT", "conformant"
-    return "NOT CONFORMANT", "not-conformant"
+def _verdict(profile: dict[str, Any]) -> tuple[str, str]:
+    """The banner's words and its class: the certificate's verdict."""
+    judged = verdict(profile)
+    return VERDICT_WORDS[judged], judged.replace("_", "-")
 
 
 def _spec_link(ref: dict[str, Any]) -> str:
@@ -152,9 +150,9 @@ def _run_header(results: dict[str, Any]) -> str:
 def _tabs(results: dict[str, Any], anchors: _Anchors) -> str:
     links = []
     for profile in results["profiles"]:
-        words, verdict = _verdict(profile, results["run"]["complete"])
+        words, verdict_class = _verdict(profile)
         links.append(
-            f'<a class="tab v-{verdict}" href="#{anchors.profile[profile["name"]]}">'
+            f'<a class="tab v-{verdict_class}" href="#{anchors.profile[profile["name"]]}">'
             f"{escape(profile['name'])} <span class=tab-verdict>{words}</span></a>"
         )
     return f"<nav class=tabs aria-label=Profiles>{''.join(links)}</nav>\n"
@@ -193,7 +191,7 @@ def _profile_section(
     checks: dict[str, dict[str, Any]],
     anchors: _Anchors,
 ) -> str:
-    words, verdict = _verdict(profile, results["run"]["complete"])
+    words, verdict_class = _verdict(profile)
     counts = "".join(
         f"<li class=o-{_outcome_class(o)}>{escape(o)} <b>{int(n)}</b></li>"
         for o, n in profile["counts"].items()
@@ -202,7 +200,7 @@ def _profile_section(
     return (
         f'<section class=profile id="{anchors.profile[profile["name"]]}">\n'
         f"<h2>{escape(profile['name'])}</h2>\n"
-        f'<div class="banner v-{verdict}" role=status>{words}</div>\n'
+        f'<div class="banner v-{verdict_class}" role=status>{words}</div>\n'
         f"<p class=profile-title>{escape(profile['title'])}</p>\n"
         f"<ul class=counts>{counts}</ul>\n"
         "<table class=requirements>\n<thead><tr><th>Requirement</th><th>Level</th>"
