@@ -3,9 +3,9 @@
 Each profile's verdict is its certificate's (`reports.certificate.verdict`). On the terminal
 its line is coloured by it (following pytest's `--color` and `NO_COLOR`): conformant green,
 not conformant red, incomplete yellow; yellow too when every failure is expected by the
-baseline. `-q` keeps the section with the table, which is the
-result, and the lines that qualify it, but not where the reports went; `-qq` prints one line
-per profile, its name and verdict.
+baseline. `-q` keeps the section with the table, which is the result, and the lines that
+qualify it, but not where the reports went; `-qq` prints one line per profile, its name and
+verdict.
 """
 
 from __future__ import annotations
